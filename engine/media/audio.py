@@ -1,0 +1,170 @@
+"""Audio decode of any container/codec to float32 PCM at a requested rate and channel layout.
+
+pydub cannot read mp3/m4a without an ffprobe binary; PyAV carries FFmpeg's decoders, so this is what
+the audio and engine stages use. Everything goes through :class:`av.AudioResampler`, which converts
+the sample format, resamples, and up/down-mixes (5.1 to stereo or mono with FFmpeg's standard matrix).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import av.audio.stream
+import numpy as np
+
+from engine.errors import MediaError
+from engine.media._open import media_error, open_input
+
+log = logging.getLogger("lipdub.media.audio")
+
+# FFmpeg's default layout for a channel count.
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def layout_for(channels: int) -> str:
+    """The FFmpeg layout name used for ``channels`` channels."""
+    try:
+        return DEFAULT_LAYOUTS[channels]
+    except KeyError:
+        raise ValueError(f"unsupported channel count {channels} (1 to 8)") from None
+
+
+@dataclass
+class AudioData:
+    """Decoded audio: ``samples`` float32, shape (n, channels), nominally in [-1, 1].
+
+    ``start_time`` is the time (seconds, on the container's clock, the same clock as the video's
+    frame-time table) of ``samples[0]``. The ``source_*`` fields describe the stream as stored.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    source_rate: int
+    source_channels: int
+    source_layout: str
+    source_codec: str
+    stream_index: int
+    start_time: float = 0.0
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.num_samples / float(self.sample_rate)
+
+    def mono(self) -> np.ndarray:
+        """The samples averaged to one channel, shape (n,)."""
+        return self.samples.mean(axis=1, dtype=np.float32) if self.channels > 1 else self.samples[:, 0]
+
+
+def _pick_audio_stream(path: Path, container: av.container.InputContainer, stream_index: int | None):
+    audio = list(container.streams.audio)
+    if stream_index is not None:
+        matches = [s for s in container.streams if s.index == stream_index]
+        if not matches:
+            raise MediaError(f"has no stream #{stream_index}", path)
+        if matches[0].type != "audio":
+            raise MediaError(f"stream #{stream_index} is {matches[0].type}, not audio", path)
+        return matches[0]
+    if not audio:
+        raise MediaError("has no audio stream", path, "choose a file with sound")
+    # The default-disposition track if one is marked, else the first.
+    for s in audio:
+        if s.disposition & av.stream.Disposition.default:
+            return s
+    return audio[0]
+
+
+def decode_audio(
+    path: str | os.PathLike[str],
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    stream_index: int | None = None,
+) -> AudioData:
+    """Decode one audio stream of ``path`` to float32 PCM.
+
+    ``sample_rate``/``channels``: resample / re-mix to these (None keeps the source's). ``stream_index``
+    is the container's stream index (default: the default-disposition audio stream, else the first).
+    Raises MediaError naming the file when it is missing, not media, has no audio, holds no samples, or
+    is too damaged to decode anything. A truncated or partly corrupt stream decodes what is there and
+    records a warning in ``AudioData.warnings`` (also logged).
+    """
+    p, container = open_input(path)
+    try:
+        stream = _pick_audio_stream(p, container, stream_index)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        ctx = stream.codec_context
+        src_rate = int(ctx.sample_rate or stream.rate or 0)
+        src_channels = int(ctx.channels or 0)
+        src_layout = ctx.layout.name if ctx.layout is not None else ""
+        codec = ctx.name or ctx.codec.name
+        out_rate = int(sample_rate or src_rate)
+        out_channels = int(channels or src_channels or 1)
+        if out_rate <= 0:
+            raise MediaError("audio stream has no sample rate", p)
+        resampler = av.AudioResampler(format="flt", layout=layout_for(out_channels), rate=out_rate)
+
+        chunks: list[np.ndarray] = []
+        warnings: list[str] = []
+        errors = 0
+        first_time: float | None = None
+
+        def take(frames: list[av.AudioFrame]) -> None:
+            for f in frames:
+                a = f.to_ndarray()
+                chunks.append(a.reshape(-1, out_channels))
+
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as exc:
+                    errors += 1
+                    if errors <= 3:
+                        log.warning("%s: skipping undecodable audio packet: %s", p, exc)
+                    continue
+                for frame in frames:
+                    if first_time is None and frame.pts is not None and frame.time_base is not None:
+                        first_time = float(frame.pts * frame.time_base)
+                    take(resampler.resample(frame))
+        except av.FFmpegError as exc:
+            # A demux error part-way (truncated/corrupt container): keep what decoded.
+            if not chunks:
+                raise media_error(p, exc, "decoding its audio") from exc
+            warnings.append(f"audio stream is damaged or truncated after {sum(len(c) for c in chunks) / out_rate:.2f} s: {exc}")
+        take(resampler.resample(None))
+        if errors:
+            warnings.append(f"{errors} audio packet(s) could not be decoded and were skipped")
+        if not chunks or sum(len(c) for c in chunks) == 0:
+            if errors:
+                raise MediaError("audio stream is corrupt: no packet could be decoded", p)
+            raise MediaError("audio stream contains no samples (zero length)", p)
+        samples = np.ascontiguousarray(np.concatenate(chunks, axis=0), dtype=np.float32)
+        for w in warnings:
+            log.warning("%s: %s", p, w)
+        return AudioData(
+            samples=samples,
+            sample_rate=out_rate,
+            source_rate=src_rate,
+            source_channels=src_channels,
+            source_layout=src_layout,
+            source_codec=codec,
+            stream_index=stream.index,
+            start_time=first_time or 0.0,
+            path=p,
+            warnings=warnings,
+        )
+    finally:
+        container.close()
