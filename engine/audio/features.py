@@ -1,0 +1,286 @@
+"""Audio features for the lip-sync engine, all on a track's own clock and sampled at video frame times.
+
+- :func:`whisper_features`: Whisper-base encoder output, 512-d at 50 Hz (vector ``i`` describes the
+  audio around ``i / 50`` s), for a whole track, in 30 s windows that overlap by 2 s so that no frame
+  sits at a window edge without context. Cached on disk per track content.
+- :func:`features_at_frames`: those vectors at each video frame's time (from the frame-time table, so
+  29.97 fps and VFR stay in sync), with a window of context around each frame, linearly interpolated.
+- :func:`log_mel_frames` / :func:`logmel_at_frames`: Whisper's log-mel at 100 Hz, the same way.
+- :func:`band_energy_db`: energy of the 1.8-4.5 kHz band per video frame in dB (the sync meter's
+  audio signal, QUALITY.md), floored 40 dB under the peak.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.audio import cache
+from engine.audio.mel import (
+    FRAMES_PER_SECOND,
+    HOP,
+    SAMPLE_RATE,
+    WINDOW_FRAMES,
+    log_mel_raw,
+    power_spectrogram,
+    whisper_scale,
+)
+from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+
+FEATURE_RATE_HZ = 50.0  # encoder frames per second (mel at 100 Hz, conv stride 2)
+FEATURE_DIM = 512
+_ENC_PER_WINDOW = WINDOW_FRAMES // 2  # 1500 encoder frames per 30 s window
+_MARGIN = 50  # encoder frames (1 s) dropped at inner window edges
+_STRIDE = _ENC_PER_WINDOW - 2 * _MARGIN  # 28 s between window starts
+_CACHE_VERSION = "whisper-base-int8-v1"
+
+
+@dataclass(frozen=True)
+class WhisperFeatures:
+    """Whisper-base encoder output for one track.
+
+    ``vectors``: float32 (n, 512); ``vectors[i]`` describes the audio around ``i / rate_hz`` seconds of
+    the track (track time 0 = first sample). ``silence``: float32 (512,), the encoder's mean output on
+    digital silence, used for times outside the track.
+    """
+
+    vectors: np.ndarray
+    silence: np.ndarray
+    duration_s: float
+    rate_hz: float = FEATURE_RATE_HZ
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+def _mel_for_encoder(audio16k: np.ndarray) -> tuple[np.ndarray, float]:
+    """Scaled log-mel (80, n) of the whole track and the scaled value of the zero padding."""
+    raw = log_mel_raw(audio16k)
+    top = float(raw.max()) if raw.size else -10.0
+    # Whisper pads with zeros before its mel: log10(1e-10) = -10, floored at top - 8, then scaled.
+    pad_value = (max(-10.0, top - 8.0) + 4.0) / 4.0
+    # The padding takes part in Whisper's max too, so the floor is max(top, -10) - 8.
+    return whisper_scale(raw, max_value=max(top, -10.0)), pad_value
+
+
+def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None,
+                    progress: ProgressFn | None, cancel: CancelToken | None) -> np.ndarray:
+    import ctranslate2
+
+    from engine.audio.whisper_model import load_whisper
+
+    model = load_whisper(threads)
+    n_enc = (mel.shape[1] + 1) // 2
+    out = np.empty((n_enc, FEATURE_DIM), dtype=np.float32)
+    starts = [0]
+    while starts[-1] + _ENC_PER_WINDOW < n_enc:
+        starts.append(starts[-1] + _STRIDE)
+    reporter = ProgressReporter(progress, "audio features", len(starts))
+    for w, s in enumerate(starts):
+        check_cancel(cancel)
+        window = np.full((1, mel.shape[0], WINDOW_FRAMES), pad_value, dtype=np.float32)
+        seg = mel[:, 2 * s : 2 * s + WINDOW_FRAMES]
+        window[0, :, : seg.shape[1]] = seg
+        enc = np.asarray(model.encode(ctranslate2.StorageView.from_array(window), to_cpu=True))[0]
+        keep_from = 0 if w == 0 else _MARGIN
+        keep_to = _ENC_PER_WINDOW if w == len(starts) - 1 else _ENC_PER_WINDOW - _MARGIN
+        keep_to = min(keep_to, n_enc - s)
+        out[s + keep_from : s + keep_to] = enc[keep_from:keep_to]
+        reporter.update(w + 1)
+    reporter.finish()
+    return out
+
+
+def silence_vector(threads: int | None = None) -> np.ndarray:
+    """The encoder's mean output over a 30 s window of digital silence (cached on disk)."""
+    key = cache.content_key(np.zeros(1, np.float32), SAMPLE_RATE, _CACHE_VERSION, "silence")
+    hit = cache.load("whisper", key)
+    if hit is not None and "silence" in hit:
+        return hit["silence"]
+    mel = np.full((80, WINDOW_FRAMES), (-10.0 + 4.0) / 4.0, dtype=np.float32)
+    vec = _encode_windows(mel, (-10.0 + 4.0) / 4.0, threads, None, None).mean(axis=0).astype(np.float32)
+    cache.store("whisper", key, silence=vec)
+    return vec
+
+
+def whisper_features(
+    audio16k: np.ndarray,
+    *,
+    threads: int | None = None,
+    use_cache: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> WhisperFeatures:
+    """Whisper-base encoder features (512-d, 50 Hz) of a whole 16 kHz mono track.
+
+    About 26 ms per second of audio on 2 cores (int8); the result is cached by the samples' content.
+    """
+    x = np.ascontiguousarray(np.asarray(audio16k, dtype=np.float32).reshape(-1))
+    key = cache.content_key(x, SAMPLE_RATE, _CACHE_VERSION, _STRIDE, _MARGIN)
+    duration = len(x) / SAMPLE_RATE
+    if use_cache:
+        hit = cache.load("whisper", key)
+        if hit is not None and {"vectors", "silence"} <= hit.keys():
+            return WhisperFeatures(hit["vectors"], hit["silence"], duration)
+    silence = silence_vector(threads)
+    if len(x) < HOP:
+        vectors = np.zeros((0, FEATURE_DIM), dtype=np.float32)
+    else:
+        mel, pad_value = _mel_for_encoder(x)
+        vectors = _encode_windows(mel, pad_value, threads, progress, cancel)
+    if use_cache:
+        cache.store("whisper", key, vectors=vectors, silence=silence)
+    return WhisperFeatures(vectors, silence, duration)
+
+
+def window_offsets(context_s: float, step_s: float) -> np.ndarray:
+    """Time offsets (s) of the samples in a context window: symmetric around 0, ``step_s`` apart.
+
+    The count is odd so the frame's own time is the middle sample: ``2 * round(context_s / 2 / step_s) + 1``.
+    """
+    if step_s <= 0:
+        raise ValueError("step_s must be positive")
+    half = max(0, round(context_s / 2.0 / step_s))
+    return (np.arange(-half, half + 1, dtype=np.float64) * step_s).astype(np.float64)
+
+
+def sample_series(series: np.ndarray, rate_hz: float, times_s: np.ndarray,
+                  fill: np.ndarray | None = None) -> np.ndarray:
+    """Values of a regularly sampled series (n, d) (row ``i`` at ``i / rate_hz``) at arbitrary times.
+
+    Linear interpolation between rows; times outside [0, (n - 1) / rate_hz] get ``fill`` (or the
+    nearest row when ``fill`` is None). Output shape: times_s.shape + (d,).
+    """
+    series = np.asarray(series)
+    t = np.asarray(times_s, dtype=np.float64)
+    d = series.shape[1]
+    n = series.shape[0]
+    flat = t.reshape(-1)
+    out = np.empty((flat.size, d), dtype=np.float32)
+    if n == 0:
+        out[:] = 0.0 if fill is None else fill
+        return out.reshape((*t.shape, d))
+    pos = flat * rate_hz
+    inside = (pos >= -1e-9) & (pos <= (n - 1) + 1e-9)
+    p = np.clip(pos, 0.0, n - 1)
+    i0 = np.floor(p).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    frac = (p - i0).astype(np.float32)[:, None]
+    out[:] = series[i0] * (1.0 - frac) + series[i1] * frac
+    if fill is not None:
+        out[~inside] = fill
+    return out.reshape((*t.shape, d))
+
+
+def features_at_frames(
+    feats_50hz: WhisperFeatures | np.ndarray,
+    frame_times_s: np.ndarray,
+    offset_s: float = 0.0,
+    context_s: float = 0.5,
+    step_s: float = 1.0 / FEATURE_RATE_HZ,
+) -> np.ndarray:
+    """Whisper vectors around each video frame: float32 (n_frames, k, 512).
+
+    ``frame_times_s``: each frame's presentation time on the video timeline (the frame-time table, so
+    any rate or VFR is exact). ``offset_s``: where the track's first sample sits on the video timeline
+    (a DubTrack's offset; negative when the track starts before the video), so frame time ``t`` reads
+    track time ``t - offset_s``. ``k = 2 * round(context_s / 2 / step_s) + 1`` samples from
+    ``-context_s / 2`` to ``+context_s / 2`` (25 for the default half second), the middle one at the
+    frame's own time. Times outside the track read the encoder's silence vector.
+    """
+    if isinstance(feats_50hz, WhisperFeatures):
+        series, rate, fill = feats_50hz.vectors, feats_50hz.rate_hz, feats_50hz.silence
+    else:
+        series, rate, fill = np.asarray(feats_50hz), FEATURE_RATE_HZ, None
+    times = np.asarray(frame_times_s, dtype=np.float64).reshape(-1) - float(offset_s)
+    grid = times[:, None] + window_offsets(context_s, step_s)[None, :]
+    return sample_series(series, rate, grid, fill)
+
+
+def log_mel_frames(audio16k: np.ndarray) -> np.ndarray:
+    """Whisper-scaled log-mel of a 16 kHz mono track as rows: float32 (n, 80) at 100 Hz."""
+    mel, _ = _mel_for_encoder(np.asarray(audio16k, dtype=np.float32).reshape(-1))
+    return np.ascontiguousarray(mel.T)
+
+
+def logmel_at_frames(
+    mel_100hz: np.ndarray,
+    frame_times_s: np.ndarray,
+    offset_s: float = 0.0,
+    context_s: float = 0.5,
+    step_s: float = 1.0 / FRAMES_PER_SECOND,
+) -> np.ndarray:
+    """Log-mel rows (from :func:`log_mel_frames`) around each video frame: float32 (n_frames, k, 80).
+
+    Same conventions as :func:`features_at_frames`; times outside the track read the track's quietest
+    level (the value Whisper gives silence).
+    """
+    mel = np.asarray(mel_100hz, dtype=np.float32)
+    fill = mel.min(axis=0) if mel.size else None
+    times = np.asarray(frame_times_s, dtype=np.float64).reshape(-1) - float(offset_s)
+    grid = times[:, None] + window_offsets(context_s, step_s)[None, :]
+    return sample_series(mel, float(FRAMES_PER_SECOND), grid, None if fill is None else np.full(mel.shape[1], fill.min()))
+
+
+def frame_intervals(frame_times_s: np.ndarray, last_duration_s: float | None = None) -> np.ndarray:
+    """(n, 2) [start, end) of each frame from presentation times; the last frame lasts the median."""
+    t = np.asarray(frame_times_s, dtype=np.float64).reshape(-1)
+    if t.size == 0:
+        return np.zeros((0, 2))
+    if last_duration_s is None:
+        last_duration_s = float(np.median(np.diff(t))) if t.size > 1 else 1.0 / 25.0
+    ends = np.append(t[1:], t[-1] + last_duration_s)
+    return np.stack([t, ends], axis=1)
+
+
+def band_energy_db(
+    audio16k: np.ndarray,
+    frame_times_s: np.ndarray,
+    offset_s: float = 0.0,
+    low_hz: float = 1800.0,
+    high_hz: float = 4500.0,
+    floor_db: float = 40.0,
+    last_duration_s: float | None = None,
+) -> np.ndarray:
+    """Energy of the ``low_hz``-``high_hz`` band integrated over each video frame, in dB: float32 (n,).
+
+    The mean band power over the frame's interval [t_i, t_i+1), as 10 log10, floored ``floor_db`` under
+    the loudest frame (QUALITY.md's sync-meter signal). Frames outside the track get the floor.
+    """
+    x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
+    iv = frame_intervals(frame_times_s, last_duration_s) - float(offset_s)
+    n_fft = 512
+    hop = HOP  # 10 ms resolution
+    spec = power_spectrogram(x, n_fft=n_fft, hop=hop)  # (257, m), column j centred at j*hop
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)
+    band = (freqs >= low_hz) & (freqs <= high_hz)
+    win_energy = float(np.sum((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)) ** 2))
+    # Band power per hop (Parseval, one-sided: x2 for non-DC bins), as a rate per second.
+    power = 2.0 * spec[band].sum(axis=0) / (n_fft * win_energy)
+    m = power.shape[0]
+    if iv.shape[0] == 0:
+        return np.zeros(0, dtype=np.float32)
+    if m == 0:
+        return np.full(iv.shape[0], -floor_db, dtype=np.float32)
+    # Cumulative energy: hop j covers [(j - 0.5) hop, (j + 0.5) hop) samples.
+    edges = (np.arange(m + 1) - 0.5) * hop / SAMPLE_RATE
+    cum = np.concatenate([[0.0], np.cumsum(power.astype(np.float64) * hop / SAMPLE_RATE)])
+    e0 = np.interp(iv[:, 0], edges, cum)
+    e1 = np.interp(iv[:, 1], edges, cum)
+    dur = np.maximum(iv[:, 1] - iv[:, 0], 1e-6)
+    mean_power = np.maximum(e1 - e0, 0.0) / dur
+    db = 10.0 * np.log10(mean_power + 1e-20)
+    outside = (iv[:, 1] <= edges[0]) | (iv[:, 0] >= edges[-1])
+    valid = db[~outside]
+    top = float(valid.max()) if valid.size else 0.0
+    db = np.maximum(db, top - floor_db)
+    db[outside] = top - floor_db
+    return db.astype(np.float32)
+
+
+def num_feature_frames(num_samples_16k: int) -> int:
+    """How many 50 Hz vectors :func:`whisper_features` returns for a track of this many samples."""
+    return math.ceil((num_samples_16k // HOP) / 2) if num_samples_16k >= HOP else 0

@@ -1,0 +1,126 @@
+"""Whisper's own 80-band log-mel spectrogram, in numpy (no torch or librosa needed).
+
+16 kHz input, 25 ms periodic Hann window (n_fft 400), 10 ms hop (160), centred frames with reflect
+padding, power spectrum, Slaney-scale mel filters with Slaney area normalisation, log10 clamped at
+1e-10, dynamic range limited to 8 (80 dB) under the maximum, then ``(x + 4) / 4``. This matches what
+the Whisper encoder was trained on, which the encoder features depend on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP = 160
+N_MELS = 80
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP  # 100 mel frames per second
+WINDOW_SAMPLES = 30 * SAMPLE_RATE  # one encoder window: 30 s
+WINDOW_FRAMES = WINDOW_SAMPLES // HOP  # 3000 mel frames
+
+
+def _hz_to_mel_slaney(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = hz / f_sp
+    log_part = min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, log_part, linear)
+
+
+def _mel_to_hz_slaney(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp = 200.0 / 3.0
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    linear = mel * f_sp
+    log_part = min_log_hz * np.exp(logstep * (mel - min_log_mel))
+    return np.where(mel >= min_log_mel, log_part, linear)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """Slaney mel filterbank, shape (n_mels, n_fft // 2 + 1), float32, area-normalised."""
+    fft_freqs = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel_slaney(np.array(0.0)), _hz_to_mel_slaney(np.array(sample_rate / 2.0)), n_mels + 2)
+    hz_pts = _mel_to_hz_slaney(mel_pts)
+    fdiff = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    enorm = 2.0 / (hz_pts[2 : n_mels + 2] - hz_pts[:n_mels])
+    weights *= enorm[:, None]
+    weights.flags.writeable = False
+    return weights.astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _hann(n: int) -> np.ndarray:
+    # Periodic Hann window (as torch.hann_window(n) by default).
+    w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+    return w.astype(np.float32)
+
+
+def power_spectrogram(audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """|STFT|^2 of centred, reflect-padded frames: shape (n_fft // 2 + 1, len // hop), float32.
+
+    Like Whisper, the last frame of a centred STFT is dropped, so there are exactly
+    ``len(audio) // hop`` frames and frame ``j`` is centred at ``j * hop`` samples.
+    """
+    x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
+    n_frames = len(x) // hop
+    if n_frames == 0:
+        return np.zeros((n_fft // 2 + 1, 0), dtype=np.float32)
+    pad = n_fft // 2
+    if len(x) > pad:
+        xp = np.pad(x, (pad, pad), mode="reflect")
+    else:
+        xp = np.pad(x, (pad, pad), mode="constant")
+    window = _hann(n_fft)
+    out = np.empty((n_fft // 2 + 1, n_frames), dtype=np.float32)
+    # Block-wise to bound memory on long tracks.
+    block = 4096
+    for b0 in range(0, n_frames, block):
+        b1 = min(n_frames, b0 + block)
+        idx = np.arange(b0, b1)[:, None] * hop + np.arange(n_fft)[None, :]
+        frames = xp[idx] * window
+        spec = np.fft.rfft(frames, n=n_fft, axis=1)
+        out[:, b0:b1] = (spec.real**2 + spec.imag**2).T
+    return out
+
+
+def log_mel_raw(audio16k: np.ndarray) -> np.ndarray:
+    """log10 of the mel power, clamped at 1e-10: shape (80, frames), before Whisper's scaling."""
+    mel = mel_filters() @ power_spectrogram(audio16k)
+    return np.log10(np.maximum(mel, 1e-10)).astype(np.float32)
+
+
+def whisper_scale(log_mel: np.ndarray, max_value: float | None = None) -> np.ndarray:
+    """Whisper's scaling of raw log10 mel: floor at (max - 8), then (x + 4) / 4."""
+    top = float(log_mel.max()) if max_value is None else float(max_value)
+    if log_mel.size == 0:
+        return log_mel.astype(np.float32)
+    return ((np.maximum(log_mel, top - 8.0) + 4.0) / 4.0).astype(np.float32)
+
+
+def log_mel_spectrogram(audio16k: np.ndarray) -> np.ndarray:
+    """Whisper's log-mel of a whole 16 kHz mono signal, shape (80, len // 160), float32."""
+    return whisper_scale(log_mel_raw(audio16k))
+
+
+def pad_or_trim_frames(mel: np.ndarray, frames: int = WINDOW_FRAMES, fill: float | None = None) -> np.ndarray:
+    """Pad (with the scaled value of digital silence, or ``fill``) or cut a mel to ``frames`` frames."""
+    n = mel.shape[1]
+    if n >= frames:
+        return mel[:, :frames]
+    if fill is None:
+        fill = float(mel.min()) if n else (-10.0 + 4.0) / 4.0
+    out = np.full((mel.shape[0], frames), fill, dtype=np.float32)
+    out[:, :n] = mel
+    return out

@@ -1,0 +1,154 @@
+"""Log-mel, Whisper features, frame-time sampling and the band-energy envelope."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.audio import (
+    FEATURE_DIM,
+    band_energy_db,
+    features_at_frames,
+    log_mel_frames,
+    logmel_at_frames,
+    num_feature_frames,
+    whisper_features,
+    window_offsets,
+)
+from engine.audio.mel import mel_filters, power_spectrogram
+from tests.audio.signals import bursts, tone
+
+SR = 16000
+
+
+def vfr_times(n: int, seed: int = 3) -> np.ndarray:
+    """A variable-frame-rate table: durations drawn from 1/24 .. 1/60 s."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([[0.0], np.cumsum(rng.choice([1 / 24, 1 / 30, 1 / 60, 1001 / 30000], size=n - 1))])
+
+
+FRAME_TABLES = {
+    "25": np.arange(200) / 25.0,
+    "29.97": np.arange(200) * 1001 / 30000,
+    "vfr": vfr_times(200),
+}
+
+
+def test_mel_filters_are_slaney_triangles() -> None:
+    fb = mel_filters()
+    assert fb.shape == (80, 201)
+    assert (fb >= 0).all()
+    freqs = np.linspace(0, 8000, 201)
+    peaks = freqs[fb.argmax(axis=1)]
+    assert np.all(np.diff(peaks) >= 0)  # band centres rise
+    # Below 1 kHz the Slaney scale is linear: equal spacing of the first band centres.
+    lin = np.diff(peaks[:10])
+    assert lin.max() - lin.min() <= 40.0 + 1e-6
+    # Area normalisation: each triangle integrates (over Hz) to about 1.
+    area = fb.sum(axis=1) * (freqs[1] - freqs[0])
+    assert np.allclose(area[5:], 1.0, atol=0.1)
+
+
+def test_power_spectrogram_frames_and_parseval() -> None:
+    x = tone(1.0, SR, 1000.0, 0.5)
+    spec = power_spectrogram(x)
+    assert spec.shape == (201, len(x) // 160)
+    col = spec[:, 50]
+    assert np.argmax(col) == 25  # 1000 Hz / (16000 / 400)
+
+
+def test_log_mel_silence_and_tone_band() -> None:
+    x = np.concatenate([np.zeros(SR, np.float32), tone(1.0, SR, 1000.0, 0.5)])
+    mel = log_mel_frames(x)
+    assert mel.shape == (len(x) // 160, 80)
+    loud = mel[150].argmax()
+    centres = np.linspace(0, 8000, 201)[mel_filters().argmax(axis=1)]
+    assert abs(centres[loud] - 1000.0) < 120.0
+    # Whisper's floor: 8 (80 dB) under the maximum, then (x + 4) / 4.
+    assert mel[20].max() == pytest.approx(mel.max() - 2.0, abs=1e-5)
+
+
+def test_window_offsets_are_symmetric_and_odd() -> None:
+    off = window_offsets(0.5, 0.02)
+    assert len(off) == 25 and off[12] == 0.0
+    assert off[0] == pytest.approx(-0.24) and off[-1] == pytest.approx(0.24)
+    assert len(window_offsets(0.0, 0.02)) == 1
+
+
+@pytest.mark.parametrize("table", sorted(FRAME_TABLES))
+def test_features_at_frames_map_frame_times_exactly(table: str) -> None:
+    # A ramp series whose every column holds its own time * 50: sampling must return t * 50 exactly.
+    times = FRAME_TABLES[table]
+    n = int(times[-1] * 50) + 40
+    ramp = np.repeat(np.arange(n, dtype=np.float32)[:, None], 4, axis=1)
+    offset = 0.37
+    out = features_at_frames(ramp, times + offset, offset_s=offset, context_s=0.2)
+    assert out.shape == (len(times), 11, 4)
+    expected = (times[:, None] + window_offsets(0.2, 0.02)[None, :]) * 50.0
+    inside = (expected >= 0) & (expected <= n - 1)
+    got = out[..., 0]
+    assert np.allclose(got[inside], expected[inside], atol=1e-3)
+    # The frame's own time is the window's middle sample.
+    mid = got[:, 5]
+    assert np.allclose(mid, times * 50.0, atol=1e-3)
+
+
+def test_features_at_frames_negative_offset_and_outside_fill() -> None:
+    ramp = np.repeat(np.arange(100, dtype=np.float32)[:, None], 2, axis=1)
+    from engine.audio.features import WhisperFeatures
+
+    feats = WhisperFeatures(ramp, silence=np.full(2, -7.0, np.float32), duration_s=2.0)
+    times = np.array([0.0, 0.5, 3.0])
+    out = features_at_frames(feats, times, offset_s=-1.0, context_s=0.0)
+    # Track starts 1 s before the video: video time 0 reads track time 1.0 (row 50).
+    assert out[:, 0, 0].tolist() == pytest.approx([50.0, 75.0, -7.0])
+
+
+def test_logmel_at_frames_shape() -> None:
+    mel = log_mel_frames(tone(2.0, SR))
+    out = logmel_at_frames(mel, FRAME_TABLES["29.97"][:30], context_s=0.1)
+    assert out.shape == (30, 11, 80)
+
+
+def test_band_energy_db_level_and_timing() -> None:
+    # A 3 kHz tone of amplitude 0.5 from 1 s to 2 s, a 500 Hz tone (outside the band) elsewhere.
+    x = tone(3.0, SR, 500.0, 0.5)
+    x[SR : 2 * SR] = tone(1.0, SR, 3000.0, 0.5)
+    times = np.arange(75) / 25.0
+    db = band_energy_db(x, times)
+    assert db.shape == (75,)
+    inside = db[27:48]
+    assert np.allclose(inside, 10 * np.log10(0.125), atol=0.3)  # mean power of a sine: A^2 / 2
+    assert np.all(db[:23] <= inside.mean() - 30)
+    # Offset: the same track placed 0.4 s later moves the loud frames by 10 frames.
+    db2 = band_energy_db(x, times, offset_s=0.4)
+    assert np.allclose(db2[37:58], inside, atol=0.3)
+    assert np.all(db2[:10] == db2.min())
+
+
+def test_whisper_features_shape_rate_and_timing() -> None:
+    # 35 s: two encoder windows (stitched with an overlap). A loud burst from 31 s to 33 s.
+    total = 35.0
+    x = bursts(total, SR, [(2.0, 4.0), (31.0, 33.0)])
+    feats = whisper_features(x)
+    assert feats.vectors.shape == (num_feature_frames(len(x)), FEATURE_DIM) == (1750, FEATURE_DIM)
+    assert feats.rate_hz == 50.0 and np.isfinite(feats.vectors).all()
+    # Against the encoding of an all-silent track (same positions in the windows): frames far from
+    # the bursts look like silence, frames inside them do not.
+    silent = whisper_features(np.zeros_like(x))
+    dist = np.linalg.norm(feats.vectors - silent.vectors, axis=1)
+    t = np.arange(len(dist)) / 50.0
+    quiet = dist[(t > 12) & (t < 25)]
+    loud_a = dist[(t > 2.3) & (t < 3.7)]
+    loud_b = dist[(t > 31.3) & (t < 32.7)]
+    assert loud_a.mean() > 2 * quiet.mean() and loud_b.mean() > 2 * quiet.mean()
+    # Sampled at 29.97 fps with a negative offset: shape and the mapping back to the burst.
+    frames = np.arange(300) * 1001 / 30000
+    at = features_at_frames(feats, frames, offset_s=-1.0)
+    assert at.shape == (300, 25, FEATURE_DIM)
+    fd = np.linalg.norm(at[:, 12] - features_at_frames(silent, frames, offset_s=-1.0)[:, 12], axis=1)
+    burst_frames = (frames + 1.0 > 2.3) & (frames + 1.0 < 3.7)
+    assert fd[burst_frames].mean() > 2 * fd[(frames + 1.0 > 5.5) & (frames + 1.0 < 9.0)].mean()
+    # Cached per content: a second call returns identical vectors without re-encoding.
+    again = whisper_features(x)
+    assert np.array_equal(again.vectors, feats.vectors)
