@@ -44,7 +44,7 @@ run_tests() {
     local py="$VENV/bin/python"
     export QT_QPA_PLATFORM=offscreen
     echo "== ruff"
-    "$py" -m ruff check engine app tests bench packaging
+    "$py" -m ruff check .
     echo "== mypy engine/"
     "$py" -m mypy
     echo "== import contracts (engine never imports Qt)"
