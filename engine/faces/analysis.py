@@ -79,8 +79,8 @@ class AnalysisSettings:
     min_iod: float = 12.0  #: pixels; smaller faces are flagged too small
     max_yaw: float = 55.0  #: degrees; beyond it a face is flagged as profile
     low_confidence: float = 0.8  #: landmark presence under this is flagged
-    smooth_min_cutoff: float = 1.5  #: one-euro cutoff at rest (Hz)
-    smooth_beta: float = 0.5  #: one-euro speed coefficient (per inter-ocular distance per second)
+    smooth_min_cutoff: float = 1.0  #: one-euro cutoff at rest (Hz)
+    smooth_beta: float = 5.0  #: one-euro speed coefficient (per inter-ocular distance per second)
 
     def key(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)

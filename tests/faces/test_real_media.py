@@ -1,0 +1,178 @@
+"""Face analysis on the real clips in ../shared/media/video (skipped when absent)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import av
+import av.video.stream
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import Cancelled
+from engine.faces import FaceAnalysis, analyse, cache_path_for, get_backend
+from engine.faces.landmarks import MOUTH
+from engine.media import VideoReader
+from engine.runtime.jobs import CancelToken, Progress
+
+CLIPS = [
+    "hdtf_katiehill.mp4", "latentsync_demo1_portrait.mp4", "latentsync_demo3_portrait.mp4",
+    "presenter_kim_1080p.mp4", "radio_glasses.mp4", "retalking_face_1.mp4", "retalking_face_2.mp4",
+    "retalking_face_3.mp4", "retalking_face_4.mp4", "retalking_face_5.mp4", "vox_beard_full.mp4",
+    "vox_beard_threequarter.mp4", "vox_goatee.mp4", "vox_threequarter.mp4",
+]
+
+_results: dict[str, FaceAnalysis] = {}
+
+
+def _analysed(shared_media: Path, name: str) -> FaceAnalysis:
+    if name not in _results:
+        _results[name] = analyse(shared_media / "video" / name)
+    return _results[name]
+
+
+def _frames(path: Path, stop: int | None = None) -> Iterator[np.ndarray]:
+    with VideoReader(path) as r:
+        for _, rgb in r.iter_frames(0, stop):
+            yield rgb
+
+
+def _write(path: Path, frames: Sequence[np.ndarray], fps: int = 25, rotation: int = 0) -> Path:
+    """Encode RGB frames; ``rotation`` (clockwise degrees) stores them turned, as phones do."""
+    k = (rotation // 90) % 4
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        assert isinstance(vs, av.video.stream.VideoStream)
+        vs.width, vs.height = (h, w) if k % 2 else (w, h)
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"crf": "18", "preset": "ultrafast"}
+        if k:
+            vs.set_display_rotation(-90 * k)
+        for f in frames:
+            img = np.ascontiguousarray(np.rot90(f, k)) if k else f
+            c.mux(vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        c.mux(vs.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("name", CLIPS)
+def test_single_person_clip_gives_one_identity_most_of_the_time(shared_media: Path, name: str) -> None:
+    result = _analysed(shared_media, name)
+    assert len(result.identities) == 1, [i.summary() for i in result.identities]
+    person = result.identities[0]
+    assert len(person.frames) >= 0.95 * result.frame_count
+    assert person.landmarks.shape == (len(person.frames), 468, 2) and person.landmarks.dtype == np.float32
+    assert person.embedding.shape == (128,)
+    assert person.thumbnail.shape == (96, 96, 3) and person.thumbnail.dtype == np.uint8
+    assert np.isfinite(person.mouth_opening).all() and (person.mouth_opening >= 0).all()
+    faces = result.faces_at(int(person.frames[len(person.frames) // 2]))
+    assert len(faces) == 1 and faces[0].identity == person.id
+
+
+@pytest.mark.parametrize("name", ["retalking_face_1.mp4", "vox_threequarter.mp4", "latentsync_demo1_portrait.mp4",
+                                  "presenter_kim_1080p.mp4"])
+def test_mouth_points_lie_inside_the_detectors_face_box(shared_media: Path, name: str) -> None:
+    # the detector is a separate model from the landmarker: its box is an independent check
+    result = _analysed(shared_media, name)
+    person = result.identities[0]
+    backend = get_backend()
+    path = shared_media / "video" / name
+    for k in (len(person.frames) // 4, 3 * len(person.frames) // 4):
+        index = int(person.frames[k])
+        with VideoReader(path) as r:
+            dets = backend.detect(r.frame(index))
+        assert len(dets) == 1
+        box = dets[0].box
+        mouth = person.landmarks[k][list(MOUTH)]
+        assert (mouth[:, 0] > box[0]).all() and (mouth[:, 0] < box[2]).all()
+        assert (mouth[:, 1] > box[1]).all() and (mouth[:, 1] < box[3]).all()
+        # and the mouth is in the lower half of the box, where a mouth belongs
+        assert mouth[:, 1].mean() > (box[1] + box[3]) / 2
+
+
+def test_a_b_a_with_black_frames_gives_two_identities(shared_media: Path, tmp_path: Path) -> None:
+    a = list(_frames(shared_media / "video" / "vox_goatee.mp4", 120))
+    b = [cv2.resize(f, (224, 224), interpolation=cv2.INTER_AREA)
+         for f in _frames(shared_media / "video" / "retalking_face_1.mp4", 60)]
+    black = [np.zeros_like(a[0])] * 6
+    seq = a[:30] + black + a[30:60] + b + a[60:120]
+    path = _write(tmp_path / "aba.mp4", seq)
+    result = analyse(path, use_cache=False)
+    assert len(result.identities) == 2, [i.summary() for i in result.identities]
+    first, second = result.identities
+    ranges = first.frame_ranges
+    # A: before and after the black frames, then again after B; B in between
+    assert ranges[0][0] <= 1 and ranges[-1][1] >= len(seq) - 2
+    assert any(s >= 126 for s, _ in ranges), ranges
+    assert second.frame_ranges[0][0] >= 66 and second.frame_ranges[-1][1] <= 126
+    # the black frames did not split the first shot's track
+    shot1 = first.track_ids[first.frames < 66]
+    assert len(set(shot1.tolist())) == 1
+    assert len(result.cuts) >= 2
+
+
+def test_rotated_phone_video_is_analysed_upright(shared_media: Path, tmp_path: Path) -> None:
+    # portrait picture (pad a clip to 224x320), stored turned 90 degrees with a display matrix
+    frames = [cv2.copyMakeBorder(f, 48, 48, 0, 0, cv2.BORDER_REPLICATE)
+              for f in _frames(shared_media / "video" / "vox_beard_full.mp4", 40)]
+    path = _write(tmp_path / "phone.mp4", frames, rotation=90)
+    result = analyse(path, use_cache=False)
+    assert (result.width, result.height) == (224, 320)
+    assert len(result.identities) == 1
+    person = result.identities[0]
+    assert len(person.frames) >= 38
+    assert abs(float(np.median(person.pose[:, 2]))) < 20  # upright: eye line near horizontal
+
+
+def test_video_without_faces_gives_no_identities(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(30):
+        img = np.zeros((120, 160, 3), np.uint8)
+        img[:] = (40 + i, 90, 140)
+        cv2.rectangle(img, (10 + 2 * i, 30), (60 + 2 * i, 90), (200, 180, 30), -1)
+        img = np.clip(img + rng.integers(0, 10, img.shape), 0, 255).astype(np.uint8)
+        frames.append(img)
+    path = _write(tmp_path / "nofaces.mp4", frames)
+    result = analyse(path, use_cache=False)
+    assert result.identities == [] and "no faces" in result.message
+    assert result.faces_at(3) == []
+    assert result.frame_count == 30
+
+
+def test_cache_round_trip_and_reuse(shared_media: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path / "short.mp4", list(_frames(shared_media / "video" / "radio_glasses.mp4", 30)))
+    reports: list[Progress] = []
+    first = analyse(path, progress=reports.append)
+    assert reports and reports[-1].fraction == 1.0
+    backend = get_backend()
+    cache = cache_path_for(path, backend)
+    assert cache.is_file() and cache.with_suffix(".json").is_file()
+
+    class Refusing:
+        """A backend that fails if asked to analyse: the cache must answer instead."""
+
+        name, version, same_person_distance = backend.name, backend.version, backend.same_person_distance
+
+        def __getattr__(self, item: str) -> object:
+            raise AssertionError(f"re-analysed ({item})")
+
+    again = analyse(path, backend=Refusing())  # type: ignore[arg-type]
+    assert len(again.identities) == len(first.identities) == 1
+    for name in ("frames", "landmarks", "landmarks_raw", "pose", "flags", "embedding", "thumbnail"):
+        np.testing.assert_array_equal(getattr(again.identities[0], name), getattr(first.identities[0], name))
+    assert again.identities[0].time_ranges == first.identities[0].time_ranges
+
+
+def test_cancel_stops_the_analysis(shared_media: Path) -> None:
+    token = CancelToken()
+
+    def progress(p: Progress) -> None:
+        if p.done >= 5:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        analyse(shared_media / "video" / "vox_goatee.mp4", progress=progress, cancel=token, use_cache=False)
