@@ -1,0 +1,1 @@
+"""Lipdub Studio desktop app (PySide6). Imports the engine lazily: the window opens before torch loads."""

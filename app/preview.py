@@ -1,0 +1,365 @@
+"""Preview: original | lip-synced at the playhead, rendered in the background.
+
+:class:`PreviewRenderer` does the work on a pool thread (decode with the engine's VideoReader, render
+with the engine's pipeline when it is there) and returns QImages. :class:`PreviewController` keeps
+only the newest request (through :class:`~app.workers.LatestOnly`), drops stale results and keeps a
+small cache of frames around the playhead. :class:`PreviewView` only paints what it is given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from app.workers import LatestOnly, WorkerPool
+from engine.runtime.jobs import check_cancel
+
+log = logging.getLogger(__name__)
+
+CACHE_FRAMES = 48
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """An RGB uint8 (H, W, 3) array as a QImage that owns its pixels (safe to pass between threads)."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w, _ = rgb.shape
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+@dataclass
+class FramePair:
+    index: int
+    time_s: float
+    original: QImage
+    result: QImage | None
+    note: str  # why ``result`` is missing, or what it is
+    mouth_box: tuple[float, float, float, float] | None = None  # x, y, w, h in pixels
+    render_ms: float = 0.0
+
+
+def lipsync_engine_available() -> bool:
+    """Whether the engine's per-frame renderer has landed (checked without importing torch)."""
+    try:
+        return importlib.util.find_spec("engine.pipeline.render") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class PreviewRenderer:
+    """Owns the heavy resources (an open VideoReader; the engine's renderer). Called from one pool
+    thread at a time (the LatestOnly scheduler never runs two jobs at once), so no locking beyond a
+    guard against concurrent misuse."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reader: Any = None
+        self._path: Path | None = None
+        self.analysis: Any = None  # engine.faces FaceAnalysis, for the mouth box
+        self.project: Any = None  # a snapshot of the project for the renderer
+
+    def set_video(self, path: Path | None) -> None:
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+            self._reader = None
+            self._path = path
+
+    def close(self) -> None:
+        self.set_video(None)
+
+    def _open(self) -> Any:
+        if self._reader is None:
+            if self._path is None:
+                raise RuntimeError("no video")
+            from engine.media.reader import VideoReader
+
+            self._reader = VideoReader(self._path, cache_frames=8)
+        return self._reader
+
+    def render(self, index: int, cancel: Any = None) -> FramePair:
+        t0 = time.perf_counter()
+        with self._lock:
+            reader = self._open()
+            index = max(0, min(len(reader) - 1, index))
+            original = reader.frame(index)
+            check_cancel(cancel)
+            result_arr, note = self._render_lipsync(reader, index, original, cancel)
+            time_s = float(reader.frame_times[index])
+        mouth = self._mouth_box(index)
+        pair = FramePair(
+            index=index,
+            time_s=time_s,
+            original=to_qimage(original),
+            result=to_qimage(result_arr) if result_arr is not None else None,
+            note=note,
+            mouth_box=mouth,
+        )
+        pair.render_ms = (time.perf_counter() - t0) * 1000
+        return pair
+
+    def _render_lipsync(self, reader: Any, index: int, original: np.ndarray, cancel: Any) -> tuple[np.ndarray | None, str]:
+        if not lipsync_engine_available():
+            return None, "No speaker model yet: the lip-sync engine is not installed in this build"
+        if self.project is None or not getattr(self.project, "assignments", None):
+            return None, "Nothing assigned here: the original plays unchanged"
+        from engine.pipeline import render as pipeline_render  # lazy: imports torch
+
+        fn = getattr(pipeline_render, "preview_frame", None) or getattr(pipeline_render, "render_frame", None)
+        if fn is None:
+            return None, "The lip-sync engine offers no preview renderer yet"
+        out = fn(self.project, index, reader=reader, analysis=self.analysis, cancel=cancel)
+        if isinstance(out, tuple):
+            out = out[1]
+        if out is None:
+            return None, "No speaker model for this frame yet"
+        return np.asarray(out), "Lip-synced"
+
+    def _mouth_box(self, index: int) -> tuple[float, float, float, float] | None:
+        analysis = self.analysis
+        if analysis is None:
+            return None
+        fn = getattr(analysis, "mouth_box", None)
+        if fn is None:
+            return None
+        try:
+            box = fn(index)
+        except Exception:
+            return None
+        return None if box is None else tuple(float(v) for v in box)  # type: ignore[return-value]
+
+
+class PreviewController(LatestOnly):
+    """Frame requests for the preview: newest only, cached around the playhead."""
+
+    frame_ready = Signal(object)  # FramePair
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.renderer = PreviewRenderer()
+        super().__init__(pool, self._make_job, "preview")
+        self.cache: OrderedDict[int, FramePair] = OrderedDict()
+        self.current: FramePair | None = None
+        self.frame_count = 0
+        self.result.connect(self._on_result)
+
+    def set_video(self, path: Path | None, frame_count: int) -> None:
+        self.cancel()
+        self.cache.clear()
+        self.current = None
+        self.frame_count = frame_count
+        self.renderer.set_video(path)
+
+    def invalidate(self) -> None:
+        """The project changed in a way that changes rendered frames."""
+        self.cache.clear()
+
+    def show(self, index: int) -> int | None:
+        """Show frame ``index``: from the cache at once, else through a background request."""
+        if self.frame_count <= 0:
+            return None
+        index = max(0, min(self.frame_count - 1, index))
+        hit = self.cache.get(index)
+        if hit is not None:
+            self.cache.move_to_end(index)
+            self.cancel()  # whatever was in flight is stale now
+            self._deliver(hit)
+            return None
+        return self.request(index)
+
+    def _make_job(self, index: int) -> Any:
+        renderer = self.renderer
+
+        def job(progress: Any, cancel: Any) -> FramePair:
+            return renderer.render(index, cancel)
+
+        return job
+
+    def _on_result(self, _rid: int, _key: Any, pair: FramePair) -> None:
+        self.cache[pair.index] = pair
+        self.cache.move_to_end(pair.index)
+        while len(self.cache) > CACHE_FRAMES:
+            self.cache.popitem(last=False)
+        self._deliver(pair)
+
+    def _deliver(self, pair: FramePair) -> None:
+        self.current = pair
+        self.frame_ready.emit(pair)
+
+    def shutdown(self) -> None:
+        self.cancel()
+        self.renderer.close()
+
+
+# --- the view --------------------------------------------------------------------------------------
+
+
+class PreviewView(QWidget):
+    """Paints the newest ready frame pair: side by side, or a wipe with a draggable split."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.pair: FramePair | None = None
+        self.mode = "side"  # "side" | "wipe"
+        self.mouth_zoom = False
+        self.wipe_pos = 0.5
+        self.message = "Open a video to start: File ▸ Open video… (Ctrl+Shift+O), or drop a video here."
+        self.status = ""  # "catching up" and the like
+        self.setMinimumSize(420, 240)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self._dragging = False
+
+    def set_pair(self, pair: FramePair | None) -> None:
+        self.pair = pair
+        self.update()
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.update()
+
+    def set_mouth_zoom(self, on: bool) -> None:
+        self.mouth_zoom = on
+        self.update()
+
+    def set_status(self, text: str) -> None:
+        if text != self.status:
+            self.status = text
+            self.update()
+
+    def _source_rect(self, img: QImage) -> QRectF:
+        full = QRectF(0, 0, img.width(), img.height())
+        if not self.mouth_zoom or self.pair is None or self.pair.mouth_box is None:
+            return full
+        x, y, w, h = self.pair.mouth_box
+        cx, cy = x + w / 2, y + h / 2
+        side = max(w, h) * 2.2
+        aspect = 4 / 3
+        r = QRectF(cx - side * aspect / 2, cy - side / 2, side * aspect, side)
+        return r.intersected(full)
+
+    @staticmethod
+    def _fit(src: QRectF, area: QRectF) -> QRectF:
+        if src.width() <= 0 or src.height() <= 0:
+            return area
+        scale = min(area.width() / src.width(), area.height() / src.height())
+        w, h = src.width() * scale, src.height() * scale
+        return QRectF(area.center().x() - w / 2, area.center().y() - h / 2, w, h)
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        p.fillRect(self.rect(), QColor("#111417"))
+        pair = self.pair
+        small = QFont(self.font())
+        small.setPointSizeF(max(7.0, self.font().pointSizeF() - 1))
+        if pair is None:
+            p.setPen(QColor("#8a94a3"))
+            p.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message)
+            p.end()
+            return
+        label_h = 24
+        area = QRectF(self.rect()).adjusted(8, 8 + label_h, -8, -8)
+        src = self._source_rect(pair.original)
+        result_img = pair.result
+        if self.mode == "side":
+            gap = 8
+            half_w = (area.width() - gap) / 2
+            left = QRectF(area.left(), area.top(), half_w, area.height())
+            right = QRectF(area.left() + half_w + gap, area.top(), half_w, area.height())
+            lrect = self._fit(src, left)
+            rrect = self._fit(src, right)
+            p.drawImage(lrect, pair.original, src)
+            if result_img is not None:
+                p.drawImage(rrect, result_img, src)
+            else:
+                # Honest: show the original, dimmed and labelled as such.
+                p.setOpacity(0.45)
+                p.drawImage(rrect, pair.original, src)
+                p.setOpacity(1.0)
+            self._label(p, QRectF(lrect.left(), lrect.top() - label_h, lrect.width(), label_h), "Original", small)
+            title = "Lip-synced" if result_img is not None else "Lip-synced — not available"
+            self._label(p, QRectF(rrect.left(), rrect.top() - label_h, rrect.width(), label_h), title, small)
+            if result_img is None:
+                self._note(p, rrect, pair.note + "\n(showing the original)", small)
+        else:
+            rect = self._fit(src, area)
+            p.drawImage(rect, pair.original, src)
+            split = rect.left() + rect.width() * self.wipe_pos
+            if result_img is not None:
+                p.save()
+                p.setClipRect(QRectF(split, rect.top(), rect.right() - split, rect.height()))
+                p.drawImage(rect, result_img, src)
+                p.restore()
+            p.setPen(QPen(QColor("#e0a84f"), 2))
+            p.drawLine(QPointF(split, rect.top()), QPointF(split, rect.bottom()))
+            self._label(p, QRectF(rect.left(), rect.top() - label_h, rect.width() / 2, label_h), "◀ Original", small)
+            right_title = "Lip-synced ▶" if result_img is not None else "Lip-synced: not available"
+            self._label(p, QRectF(rect.center().x(), rect.top() - label_h, rect.width() / 2, label_h), right_title, small, Qt.AlignmentFlag.AlignRight)
+            if result_img is None:
+                self._note(p, QRectF(split, rect.top(), rect.right() - split, rect.height()), pair.note, small)
+        # frame info + status
+        info = f"frame {pair.index}  ·  {pair.time_s:.3f} s  ·  {pair.render_ms:.0f} ms"
+        if self.mouth_zoom and pair.mouth_box is None:
+            info += "  ·  mouth zoom needs the face analysis"
+        p.setFont(small)
+        p.setPen(QColor("#8a94a3"))
+        p.drawText(QRectF(self.rect()).adjusted(10, 4, -10, 0), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, info)
+        if self.status:
+            box = QRectF(self.width() / 2 - 110, self.height() - 40, 220, 28)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(224, 168, 79, 220))
+            p.drawRoundedRect(box, 6, 6)
+            p.setPen(QColor("#1b1f24"))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, self.status)
+        p.end()
+
+    @staticmethod
+    def _label(p: QPainter, rect: QRectF, text: str, font: QFont, align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft) -> None:
+        p.setFont(font)
+        p.setPen(QColor("#c8d0da"))
+        p.drawText(rect.adjusted(2, 0, -2, -4), align | Qt.AlignmentFlag.AlignBottom, text)
+
+    @staticmethod
+    def _note(p: QPainter, rect: QRectF, text: str, font: QFont) -> None:
+        p.setFont(font)
+        box = QRectF(rect.left() + 12, rect.center().y() - 30, rect.width() - 24, 60)
+        if box.width() < 60:
+            return
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(17, 20, 23, 210))
+        p.drawRoundedRect(box, 6, 6)
+        p.setPen(QColor("#e0a84f"))
+        p.drawText(box.adjusted(8, 4, -8, -4), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
+
+    # wipe dragging
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self.mode == "wipe" and event.button() == Qt.MouseButton.LeftButton:
+            self._dragging = True
+            self._set_wipe(event.position().x())
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._dragging:
+            self._set_wipe(event.position().x())
+
+    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
+        self._dragging = False
+
+    def _set_wipe(self, x: float) -> None:
+        if self.pair is None:
+            return
+        area = QRectF(self.rect()).adjusted(8, 32, -8, -8)
+        rect = self._fit(self._source_rect(self.pair.original), area)
+        if rect.width() > 0:
+            self.wipe_pos = min(1.0, max(0.0, (x - rect.left()) / rect.width()))
+            self.update()
+
+
