@@ -220,13 +220,19 @@ def make_audio(
     return path, samples
 
 
-def make_zero_frame_video(path: str | Path, width: int = 160, height: int = 120) -> Path:
-    """A container with a video stream holding no frames at all."""
+def make_zero_frame_video(path: str | Path, width: int = 160, height: int = 120, audio_s: float = 1.0) -> Path:
+    """A file with a video stream holding no frames at all (plus ``audio_s`` seconds of audio so the
+    container is otherwise valid; 0 for none). Use .mkv: an mp4 drops an empty track."""
     path = Path(path)
     with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=25)
         assert isinstance(vs, av.video.stream.VideoStream)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        a = _add_audio(c, "aac", 48000, 1) if audio_s > 0 else None
+        vs.codec_context.open()
+        c.start_encoding()
+        if a is not None:
+            _encode_audio(c, a, tone(audio_s, 48000, 1), 48000)
         c.mux(vs.encode(None))
     return path
 

@@ -36,9 +36,42 @@ def check_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _mp4_without_index(path: Path) -> bool:
+    """True for an MP4/MOV file whose index (the moov box) is missing: a recording or copy cut short."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[4:8] not in (b"ftyp", b"mdat", b"wide", b"free"):
+                return False
+            size = path.stat().st_size
+            pos = 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                box = f.read(16)
+                n, kind = int.from_bytes(box[:4], "big"), box[4:8]
+                if kind == b"moov":
+                    return False
+                if n == 1 and len(box) >= 16:
+                    n = int.from_bytes(box[8:16], "big")
+                elif n == 0:
+                    break
+                if n < 8:
+                    break
+                pos += n
+            return True
+    except OSError:
+        return False
+
+
 def media_error(path: Path, exc: BaseException, doing: str = "") -> MediaError:
     """A MediaError for an exception PyAV/FFmpeg raised while reading ``path``."""
     name = type(exc).__name__
+    if name == "InvalidDataError" and _mp4_without_index(path):
+        return MediaError(
+            "is incomplete: its MP4/MOV index (moov box) is missing, so nothing in it can be located",
+            path,
+            "the recording, download or copy was probably cut short; use a complete copy",
+        )
     problem = _PROBLEMS.get(name)
     if problem is None:
         detail = getattr(exc, "strerror", None) or str(exc) or name
@@ -59,5 +92,5 @@ def open_input(path: str | os.PathLike[str]) -> tuple[Path, av.container.InputCo
         raise media_error(p, exc, "opening it") from exc
     if not container.streams:
         container.close()
-        raise MediaError("contains no audio or video streams", p)
+        raise MediaError("contains no audio or video streams (empty or unfinished file)", p)
     return p, container

@@ -136,7 +136,9 @@ class VideoReader:
         self.path = self.media_info.path
         self.pixel_format = pixel_format
         self.cache_size = max(0, int(cache_frames))
-        self._threads = threads
+        # Frame-threaded decoding drops the frames around a damaged packet; damaged files decode single-threaded
+        # (as the probe's check of them did), so every frame the table lists comes out.
+        self._threads = threads and not self.info.truncated
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._dec: _Decoder | None = None
         self._k_rot = -(self.info.rotation // 90) % 4  # np.rot90 turns counter-clockwise

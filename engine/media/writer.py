@@ -272,8 +272,14 @@ class VideoWriter:
         _check_folder(self.path)
         self._tmp = partial_path(self.path)
         try:
+            self._tmp.touch(exist_ok=False)  # claim the name now: proves the folder is writable
+        except OSError as exc:
+            raise _output_error(self.path, exc) from exc
+        try:
             self._container = av.open(str(self._tmp), mode="w", format=_format_for(self.path))
         except (OSError, av.FFmpegError) as exc:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
             raise self._error(exc) from exc
         try:
             vs = self._container.add_stream(codec, rate=rate if rate is not None else None)

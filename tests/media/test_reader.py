@@ -1,0 +1,145 @@
+"""Frame-accurate decode: frame N is frame N after seeks in any order, for CFR, VFR, rotated and odd sizes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.media import MediaError, VideoReader, probe, read_frame
+from tests.conftest import VFR_TIMES
+from tests.synth import read_index
+
+
+def _random_order(n: int, seed: int = 0) -> list[int]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    # plus the hard cases: backwards by one, the very end, repeated
+    return [*order, n - 1, 0, n - 1, n - 2, n - 3, 5, 4, 3, 3]
+
+
+@pytest.mark.parametrize("name", ["video_25fps", "video_ntsc", "video_vfr", "video_rotated", "video_odd"])
+def test_random_access_returns_the_requested_frame(name: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(name)
+    with VideoReader(path, cache_frames=4) as r:
+        assert len(r) > 10
+        for i in _random_order(len(r)):
+            assert read_index(r.frame(i)) == i, f"{name}: asked for frame {i}"
+
+
+@pytest.mark.parametrize("name", ["video_25fps", "video_vfr", "video_rotated"])
+def test_iter_frames_is_sequential_and_complete(name: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(name)
+    with VideoReader(path) as r:
+        got = [(i, read_index(f)) for i, f in r.iter_frames()]
+        assert got == [(i, i) for i in range(len(r))]
+        part = [(i, read_index(f)) for i, f in r.iter_frames(7, 19)]
+        assert part == [(i, i) for i in range(7, 19)]
+        assert [i for i, _ in r.iter_frames(3, 20, step=5)] == [3, 8, 13, 18]
+
+
+def test_sequential_reads_do_not_seek(video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.media import reader as reader_mod
+
+    seeks: list[int] = []
+    original = reader_mod._Decoder._seek_keyframe
+
+    def counting(self, k: int) -> None:  # type: ignore[no-untyped-def]
+        seeks.append(k)
+        original(self, k)
+
+    monkeypatch.setattr(reader_mod._Decoder, "_seek_keyframe", counting)
+    with VideoReader(video_25fps, cache_frames=0) as r:
+        for i in range(len(r)):
+            assert read_index(r.frame(i)) == i
+    assert seeks == [0]  # the initial positioning only
+
+
+def test_frame_cache_returns_copies(video_25fps: Path) -> None:
+    with VideoReader(video_25fps, cache_frames=8) as r:
+        a = r.frame(10)
+        a[:] = 0
+        assert read_index(r.frame(10)) == 10
+
+
+def test_frame_at_time_vfr(video_vfr: Path) -> None:
+    with VideoReader(video_vfr) as r:
+        times = np.asarray(VFR_TIMES)
+        np.testing.assert_allclose(r.frame_times, times, atol=1e-4)
+        for i, t in enumerate(times):
+            assert read_index(r.frame_at_time(t)) == i
+            if i + 1 < len(times):  # just before the next frame: still this one
+                assert read_index(r.frame_at_time((t + times[i + 1]) / 2)) == i
+        assert read_index(r.frame_at_time(-5.0)) == 0
+        assert read_index(r.frame_at_time(1e6)) == len(times) - 1
+
+
+def test_rotated_video_is_upright(video_rotated: Path) -> None:
+    info = probe(video_rotated).require_video()
+    assert info.rotation == 90
+    assert (info.width, info.height) == (120, 160)
+    assert (info.coded_width, info.coded_height) == (160, 120)
+    with VideoReader(video_rotated) as r:
+        f = r.frame(3)
+        assert f.shape == (160, 120, 3)
+        assert f.flags["C_CONTIGUOUS"]
+        assert read_index(f) == 3  # the code reads correctly only when the picture is upright
+        with pytest.raises(ValueError):
+            read_index(np.rot90(f))
+
+
+def test_odd_size_kept(video_odd: Path) -> None:
+    with VideoReader(video_odd) as r:
+        assert r.frame(0).shape == (405, 721, 3)
+
+
+def test_bgr_output(video_25fps: Path) -> None:
+    with VideoReader(video_25fps) as rgb, VideoReader(video_25fps, pixel_format="bgr24") as bgr:
+        np.testing.assert_array_equal(rgb.frame(7), bgr.frame(7)[..., ::-1])
+
+
+def test_index_errors_and_close(video_25fps: Path) -> None:
+    r = VideoReader(video_25fps)
+    with pytest.raises(IndexError):
+        r.frame(len(r))
+    assert read_index(r.frame(-1)) == len(r) - 1
+    r.close()
+    with pytest.raises(ValueError):
+        r.frame(0)
+    assert read_index(read_frame(video_25fps, 12)) == 12
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("clip", ["latentsync_demo1_portrait.mp4", "hdtf_katiehill.mp4", "retalking_face_1.mp4"])
+def test_real_clips_random_access_matches_sequential(shared_media: Path, clip: str) -> None:
+    """HEVC portrait, mpeg4, and a real VFR h264 clip: random access equals the sequential decode."""
+    path = shared_media / "video" / clip
+    with VideoReader(path) as r:
+        n = len(r)
+        picks = sorted([*random.Random(1).sample(range(n), 6), 0, n - 1])
+        want = {i: f for i, f in r.iter_frames() if i in picks}
+        assert sorted(want) == picks
+        for i in reversed(picks):
+            np.testing.assert_array_equal(r.frame(i), want[i], err_msg=f"{clip} frame {i}")
+
+
+@pytest.mark.media
+def test_real_clip_probe(shared_media: Path) -> None:
+    v = probe(shared_media / "video" / "latentsync_demo1_portrait.mp4").require_video()
+    assert (v.codec, v.width, v.height, v.frame_count) == ("hevc", 1080, 1920, 250)
+    assert v.avg_fps == pytest.approx(25) and not v.is_vfr
+    vfr = probe(shared_media / "video" / "retalking_face_1.mp4").require_video()
+    assert vfr.is_vfr and vfr.frame_count == 135
+    m = probe(shared_media / "video" / "hdtf_katiehill.mp4")
+    assert m.require_video().codec == "mpeg4" and m.audio[0].codec == "aac"
+
+
+def test_no_video_stream_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.synth import make_audio
+
+    path, _ = make_audio(tmp_path / "speech.m4a", codec="aac")
+    with pytest.raises(MediaError, match="has no video stream") as e:
+        VideoReader(path)
+    assert str(path) in str(e.value)
