@@ -18,6 +18,7 @@ from engine.errors import EXIT_CANCELLED, EXIT_FAILED, Cancelled, LipdubError
 
 SUBCOMMAND_MODULES = [
     "engine.cli.probe",
+    "engine.cli.analyse",
 ]
 
 log = logging.getLogger("lipdub.cli")
