@@ -34,7 +34,7 @@ from engine.media.color import ColorInfo
 
 log = logging.getLogger("lipdub.media.probe")
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 _HASH_CHUNK = 1 << 20
 
 
@@ -328,6 +328,18 @@ def _declared_stream_duration(stream: av.stream.Stream) -> float | None:
     return None
 
 
+_GENERIC_HANDLERS = re.compile(r"handler|core media|iso media|^mainconcept|^gpac|^l-smash|^apple", re.I)
+
+
+def _track_title(meta: dict[str, str]) -> str | None:
+    """The track's title: the title tag, else an mp4 handler name that is not a muxer's default."""
+    title = meta.get("title")
+    if title:
+        return title
+    handler = (meta.get("handler_name") or "").strip()
+    return handler if handler and not _GENERIC_HANDLERS.search(handler) else None
+
+
 def _is_cover_art(stream: av.stream.Stream) -> bool:
     return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
@@ -592,7 +604,7 @@ def probe(path: str | os.PathLike[str], use_cache: bool = True, deep_check: bool
                         duration=_declared_stream_duration(s),
                         start_time=_seconds(s.start_time, s.time_base) or 0.0,
                         language=s.language,
-                        title=s.metadata.get("title") or s.metadata.get("handler_name"),
+                        title=_track_title(s.metadata),
                         default=bool(s.disposition & av.stream.Disposition.default),
                         bit_rate=int(ctx.bit_rate) if ctx.bit_rate else None,
                     )
