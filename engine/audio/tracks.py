@@ -52,8 +52,13 @@ class LoadedTrack:
         """The stream decoded at ``sample_rate`` with ``channels`` channels: float32 (n, channels)."""
         if sample_rate == ENGINE_RATE and channels == 1:
             return self.audio16k[:, None]
-        return decode_audio(self.path, sample_rate=sample_rate, channels=channels,
-                            stream_index=self.stream_index).samples
+        if channels not in (1, 2):
+            return decode_audio(self.path, sample_rate=sample_rate, channels=channels,
+                                stream_index=self.stream_index).samples
+        # Resample in FFmpeg, re-mix here: FFmpeg's mono -> stereo lowers the level by 3 dB, and its
+        # 5.1 -> stereo matrix is not the usual Lo/Ro down-mix.
+        src = decode_audio(self.path, sample_rate=sample_rate, stream_index=self.stream_index).samples
+        return downmix_to_mono(src)[:, None] if channels == 1 else to_stereo(src)
 
 
 # Down-mix weights by channel name: dialogue lives in the front (centre above all); LFE carries none.
@@ -83,6 +88,40 @@ def downmix_to_mono(samples: np.ndarray) -> np.ndarray:
         weights = np.ones(ch, dtype=np.float32)
     weights /= weights.sum()
     return np.ascontiguousarray(x @ weights, dtype=np.float32)
+
+
+def to_stereo(samples: np.ndarray) -> np.ndarray:
+    """(n, ch) in FFmpeg's default layout order for ``ch`` -> (n, 2) float32.
+
+    Mono is copied to both sides at full level (as players do); 5.1 and other layouts get the usual
+    Lo/Ro down-mix (fronts at 1, centre and surrounds at -3 dB, LFE dropped). The sum can exceed full
+    scale: the output mix limits its peak.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    ch = x.shape[1]
+    if ch == 1:
+        return np.ascontiguousarray(np.repeat(x, 2, axis=1))
+    if ch == 2:
+        return np.ascontiguousarray(x)
+    import av
+
+    names = [c.name for c in av.AudioLayout(layout_for(ch)).channels]
+    m = np.zeros((ch, 2), dtype=np.float32)
+    k = np.float32(np.sqrt(0.5))
+    for i, name in enumerate(names):
+        if name in ("FL", "FLC", "WL"):
+            m[i, 0] = 1.0
+        elif name in ("FR", "FRC", "WR"):
+            m[i, 1] = 1.0
+        elif name in ("FC", "BC", "TC"):
+            m[i] = (k, k)
+        elif name in ("BL", "SL", "TFL", "TBL"):
+            m[i, 0] = k
+        elif name in ("BR", "SR", "TFR", "TBR"):
+            m[i, 1] = k
+    return np.ascontiguousarray(x @ m, dtype=np.float32)
 
 
 def _explain_undecodable(path: Path, stream_index: int | None, exc: BaseException) -> MediaError:

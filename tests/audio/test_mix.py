@@ -1,0 +1,146 @@
+"""Output mix: placement lands to the sample, nothing clips, the modes, ducking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.audio.mix import (
+    OUTPUT_RATE,
+    DubInput,
+    MixMode,
+    MixSettings,
+    duck_gain,
+    mix_output,
+)
+from engine.audio.tracks import load_track
+from tests.audio.make_media import write_audio
+from tests.audio.signals import bursts, tone
+
+
+@dataclass
+class Dub:
+    offset_s: float = 0.0
+    gain_db: float = 0.0
+    trim_in_s: float = 0.0
+    trim_out_s: float | None = None
+
+
+def dub_file(tmp_path: Path, name: str, samples: np.ndarray, rate: int = OUTPUT_RATE) -> DubInput:
+    x = samples if samples.ndim == 2 else samples[:, None]
+    return DubInput(load_track(write_audio(tmp_path / name, x, rate, "pcm_f32le")), Dub(), name)
+
+
+NO_FADE = MixSettings(edge_fade_s=0.0)
+
+
+def test_offset_trim_gain_land_to_the_sample(tmp_path: Path) -> None:
+    src = bursts(3.0, OUTPUT_RATE, [(0.5, 1.0), (1.6, 2.4)], seed=1)
+    stereo = np.stack([src, -0.5 * src], axis=1)
+    d = dub_file(tmp_path, "dub.wav", stereo)
+    d.placement = Dub(offset_s=1.2345, gain_db=-6.0, trim_in_s=0.4, trim_out_s=2.0)
+    result = mix_output([d], 5.0, settings=NO_FADE)
+    out = result.tracks[0].samples
+    assert out.shape == (5 * OUTPUT_RATE, 2) and out.dtype == np.float32 and result.sample_rate == 48000
+    dst, a, b = round(1.2345 * OUTPUT_RATE), round(0.4 * OUTPUT_RATE), round(2.0 * OUTPUT_RATE)
+    g = 10 ** (-6 / 20)
+    assert np.allclose(out[dst : dst + b - a], stereo[a:b] * g, atol=1e-6)
+    assert not out[:dst].any() and not out[dst + b - a :].any()
+    # The first burst sample (0.5 s in the file) lands at offset + (0.5 - trim in), exactly.
+    first = np.flatnonzero(np.abs(out[:, 0]) > 0)[0]
+    assert first == dst + round(0.5 * OUTPUT_RATE) - a
+    assert result.tracks[0].gain_db == 0.0 and result.warnings == []
+
+
+def test_mono_dub_plays_at_full_level_on_both_sides(tmp_path: Path) -> None:
+    d = dub_file(tmp_path, "mono.wav", np.full(OUTPUT_RATE, 0.25, np.float32))
+    out = mix_output([d], 1.0, settings=NO_FADE).tracks[0].samples
+    assert np.allclose(out, 0.25, atol=1e-6)
+
+
+def test_resampled_dub_keeps_its_timing(tmp_path: Path) -> None:
+    src = bursts(2.0, 44100, [(0.7, 1.2)], seed=2)
+    d = dub_file(tmp_path, "cd.wav", src, rate=44100)
+    d.placement = Dub(offset_s=0.5)
+    out = mix_output([d], 3.0, settings=NO_FADE).tracks[0].samples[:, 0]
+    first = np.flatnonzero(np.abs(out) > 1e-3)[0]
+    assert abs(first - round(1.2 * OUTPUT_RATE)) <= 2
+
+
+def test_mixing_never_clips(tmp_path: Path) -> None:
+    loud = [dub_file(tmp_path, f"l{i}.wav", tone(2.0, OUTPUT_RATE, 200.0 * (i + 1), 0.99)) for i in range(3)]
+    for i, d in enumerate(loud):
+        d.placement = Dub(offset_s=0.1 * i, gain_db=6.0)
+    result = mix_output(loud, 2.0)
+    track = result.tracks[0]
+    ceiling = 10 ** (-1 / 20)
+    assert float(np.abs(track.samples).max()) <= ceiling + 1e-7
+    assert track.gain_db < -6.0 and track.peak_dbfs <= -1.0 + 1e-5
+    # The sum was not clipped before the gain: the waveform is the scaled sum, not a flattened one.
+    expected = sum(
+        np.pad(tone(2.0, OUTPUT_RATE, 200.0 * (i + 1), 0.99), (round(0.1 * i * OUTPUT_RATE), 0))[: 2 * OUTPUT_RATE]
+        for i in range(3)
+    ) * 10 ** (6 / 20) * 10 ** (track.gain_db / 20)
+    mid = slice(OUTPUT_RATE // 2, OUTPUT_RATE)
+    assert np.allclose(track.samples[mid, 0], expected[mid], atol=1e-4)
+
+
+def test_quiet_mix_is_left_alone(tmp_path: Path) -> None:
+    d = dub_file(tmp_path, "q.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.3))
+    track = mix_output([d], 1.0, settings=NO_FADE).tracks[0]
+    assert track.gain_db == 0.0
+    assert float(np.abs(track.samples).max()) == pytest.approx(0.3, abs=1e-4)
+
+
+def test_edge_fades_avoid_clicks(tmp_path: Path) -> None:
+    d = dub_file(tmp_path, "dc.wav", np.full(OUTPUT_RATE, 0.5, np.float32))
+    d.placement = Dub(offset_s=0.25, trim_in_s=0.1, trim_out_s=0.6)
+    out = mix_output([d], 1.0).tracks[0].samples[:, 0]
+    start, end = round(0.25 * OUTPUT_RATE), round(0.75 * OUTPUT_RATE)
+    assert np.abs(np.diff(out)).max() < 0.5 / 200  # 5 ms linear ramps, no step
+    assert out[start] == 0.0 and out[start + 480] == pytest.approx(0.5) and out[end - 1] == 0.0
+
+
+def test_dub_and_original_gives_two_tracks(tmp_path: Path) -> None:
+    d = dub_file(tmp_path, "d.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.3))
+    original = np.stack([tone(1.5, OUTPUT_RATE, 500.0, 0.2)] * 2, axis=1)
+    result = mix_output([d], 1.5, original=original, settings=MixSettings(mode=MixMode.DUB_AND_ORIGINAL))
+    assert [t.label for t in result.tracks] == ["Dub", "Original"]
+    assert np.allclose(result.tracks[1].samples, original, atol=1e-6)
+    assert result.tracks[0].samples.shape == result.tracks[1].samples.shape
+
+
+def test_modes_without_original_fall_back_with_a_warning(tmp_path: Path) -> None:
+    d = dub_file(tmp_path, "d.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.3))
+    result = mix_output([d], 1.0, settings=MixSettings(mode=MixMode.ORIGINAL_DUCKED))
+    assert len(result.tracks) == 1 and "original audio is missing" in result.warnings[0]
+
+
+def test_duck_gain_shape() -> None:
+    s = MixSettings(duck_db=-20.0, duck_attack_s=0.1, duck_release_s=0.2)
+    g = duck_gain([(1.0, 2.0)], 4 * OUTPUT_RATE, s)
+    at = lambda t: float(g[round(t * OUTPUT_RATE)])  # noqa: E731
+    assert at(0.5) == 1.0 and at(3.0) == 1.0
+    assert at(1.5) == pytest.approx(0.1, rel=1e-4)
+    assert 0.1 < at(0.95) < 1.0 and 0.1 < at(2.1) < 1.0
+    assert np.all(np.diff(g[: OUTPUT_RATE]) <= 0)  # monotone attack
+
+
+@pytest.mark.media
+def test_original_ducked_under_real_speech(tmp_path: Path, shared_media: Path) -> None:
+    track = load_track(shared_media / "audio" / "dub_german1.wav")
+    dub = DubInput(track, Dub(offset_s=1.0, gain_db=-6.0), "German")
+    original = np.stack([tone(12.0, OUTPUT_RATE, 120.0, 0.05)] * 2, axis=1)
+    settings = MixSettings(mode=MixMode.ORIGINAL_DUCKED, duck_db=-18.0)
+    ducked = mix_output([dub], 12.0, original=original, settings=settings)
+    dub_only = mix_output([dub], 12.0)
+    assert ducked.tracks[0].gain_db == 0.0 and dub_only.tracks[0].gain_db == 0.0
+    under = ducked.tracks[0].samples[:, 0] - dub_only.tracks[0].samples[:, 0]
+    ratio = np.abs(under) / 0.05
+    block = lambda t: float(ratio[round(t * OUTPUT_RATE) : round((t + 0.1) * OUTPUT_RATE)].max())  # noqa: E731
+    assert block(0.2) == pytest.approx(1.0, abs=0.01)  # before the dub: full level
+    assert block(4.0) == pytest.approx(10 ** (-18 / 20), abs=0.01)  # inside its speech: ducked
+    assert block(11.5) == pytest.approx(1.0, abs=0.01)  # after it: back up
