@@ -125,6 +125,11 @@ class Document(QObject):
         return target
 
     # --- autosave -----------------------------------------------------------------------------
+    @property
+    def autosave_pending(self) -> bool:
+        """True while the newest edit is not in the autosave file yet."""
+        return self.stack.revision != self._autosaved_revision
+
     def autosave_now(self) -> None:
         """Save a snapshot to the autosave file, in a worker when a pool is available."""
         revision = self.stack.revision

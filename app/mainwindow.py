@@ -32,8 +32,8 @@ from app.inspector import Inspector
 from app.media_jobs import (
     AUDIO_SUFFIXES,
     VIDEO_SUFFIXES,
-    LoadedTrack,
     ProbedVideo,
+    TrackData,
     engine_piece_available,
     load_track,
     media_kind,
@@ -479,15 +479,14 @@ class MainWindow(QMainWindow):
         s.notify()
 
     def _load_track(self, track_id: str, path: Path) -> None:
-        def done(loaded: LoadedTrack) -> None:
+        def done(loaded: TrackData) -> None:
             view = self.session.tracks.get(track_id)
             if view is None:
                 return
             view.duration_s = loaded.duration_s
             view.peaks = loaded.peaks
-            view.peaks_per_s = loaded.peaks_per_s
             view.segments = loaded.segments
-            view.status = loaded.vad_note
+            view.status = loaded.note
             view.error = ""
             self.session.notify()
 

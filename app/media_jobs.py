@@ -18,9 +18,6 @@ from engine.runtime.jobs import CancelToken, Progress, ProgressFn, check_cancel
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mxf", ".wmv"}
 AUDIO_SUFFIXES = {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma", ".aif", ".aiff", ".mka"}
 
-PEAKS_PER_S = 200.0  # waveform resolution: 5 ms buckets, enough for ~2000 px per second of zoom
-
-
 def media_kind(path: Path) -> str:
     """'video', 'audio' or '' from the file name (the engine's probe decides for real later)."""
     suffix = path.suffix.lower()
@@ -108,47 +105,27 @@ def thumbnails(
 
 
 @dataclass
-class LoadedTrack:
+class TrackData:
     path: Path
     duration_s: float
-    peaks: np.ndarray  # (n, 2) float32 min/max per bucket, in [-1, 1]
-    peaks_per_s: float
-    segments: list[tuple[float, float]]
-    vad_note: str
+    peaks: Any  # engine.audio.peaks.WaveformPeaks
+    segments: list[tuple[float, float]]  # speech, in file time
+    note: str
 
 
-def waveform_peaks(mono: np.ndarray, sample_rate: int, per_s: float = PEAKS_PER_S) -> np.ndarray:
-    """Min/max of each bucket of 1/per_s seconds: enough to draw the waveform at any zoom."""
-    bucket = max(1, round(sample_rate / per_s))
-    n = len(mono) // bucket
-    if n == 0:
-        return np.zeros((0, 2), np.float32)
-    x = mono[: n * bucket].reshape(n, bucket)
-    return np.stack([x.min(axis=1), x.max(axis=1)], axis=1).astype(np.float32)
+def load_track(path: Path, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> TrackData:
+    """Decode a dub track with the engine, with its waveform peaks and speech segments (VAD)."""
+    from engine.audio.peaks import waveform_peaks
+    from engine.audio.tracks import load_track as engine_load_track
+    from engine.audio.vad import detect_speech
 
-
-def load_track(path: Path, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> LoadedTrack:
-    """Decode a dub track, compute its waveform peaks and its speech segments (engine VAD)."""
-    from engine.media.audio import decode_audio
-
-    audio = decode_audio(path, sample_rate=16000, channels=1)
-    mono = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
+    loaded = engine_load_track(path, cancel=cancel)
     check_cancel(cancel)
-    sr = audio.sample_rate
-    peaks_fn = None
-    if engine_piece_available("engine.audio.waveform"):
-        from engine.audio import waveform as wf
-
-        peaks_fn = getattr(wf, "waveform_peaks", None)
-    peaks = peaks_fn(mono, sr, PEAKS_PER_S) if peaks_fn else waveform_peaks(mono, sr)
-    segments: list[tuple[float, float]] = []
-    note = ""
-    try:
-        from engine.audio.vad import detect_speech
-
-        result = detect_speech(mono, progress=progress, cancel=cancel)
-        segments = [(float(s), float(e)) for s, e in result.segments]
-        note = f"{len(segments)} speech segment(s)"
-    except ImportError:
-        note = "speech detection not available in this build"
-    return LoadedTrack(path, len(mono) / sr, peaks, PEAKS_PER_S, segments, note)
+    peaks = waveform_peaks(loaded.audio16k, loaded.sample_rate)
+    vad = detect_speech(loaded.audio16k, progress=progress, cancel=cancel)
+    segments = [(float(s), float(e)) for s, e in vad.segments]
+    n = len(segments)
+    note = f"{n} speech segment{'s' if n != 1 else ''}"
+    if loaded.warnings:
+        note += "; " + "; ".join(loaded.warnings)
+    return TrackData(Path(path), loaded.duration_s, peaks, segments, note)

@@ -1,8 +1,8 @@
 """Audio for playback: the dub mix of the project, rendered to a WAV file in the background and played
 with QtMultimedia while the preview plays at normal speed. Its position is the playback clock.
 
-The mix is built by the engine's mixer when it offers one (``engine.audio.mix``); until then a plain
-sum of the tracks with their offset, trim and gain, which is what the export's "dub only" audio is.
+The mix is the engine's export mix (``engine.audio.mix.mix_output``, "dub only"): what is heard is
+what the export will contain.
 """
 
 from __future__ import annotations
@@ -22,39 +22,20 @@ from engine.runtime.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-MIX_RATE = 24000  # preview sound only: half the memory of 48 kHz
+MIX_RATE = 48000  # the engine's output mix rate
 
 
 def mix_tracks(project: Any, duration_s: float, progress: Any = None, cancel: Any = None) -> np.ndarray:
-    """(n, 2) float32 mix of the project's dub tracks on the video timeline [0, duration_s)."""
-    try:
-        from engine.audio import mix as engine_mix  # the engine's mixer, when it has landed
+    """(n, 2) float32 dub mix of the project's tracks on the video timeline, from the engine's mixer."""
+    from engine.audio.mix import DubInput, mix_output
+    from engine.audio.tracks import load_track
 
-        fn = getattr(engine_mix, "mix_project", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        return np.asarray(fn(project, duration_s, MIX_RATE, progress=progress, cancel=cancel), dtype=np.float32)
-    from engine.media.audio import decode_audio
-
-    n = max(1, int(duration_s * MIX_RATE))
-    out = np.zeros((n, 2), np.float32)
+    dubs = []
     for track in project.tracks:
         check_cancel(cancel)
-        audio = decode_audio(track.path, sample_rate=MIX_RATE, channels=2)
-        x = np.asarray(audio.samples, np.float32)
-        a = int(track.trim_in_s * MIX_RATE)
-        b = len(x) if track.trim_out_s is None else min(len(x), int(track.trim_out_s * MIX_RATE))
-        x = x[a:b] * (10 ** (track.gain_db / 20))
-        start = round(track.offset_s * MIX_RATE)
-        if start < 0:
-            x = x[-start:]
-            start = 0
-        end = min(n, start + len(x))
-        if end > start:
-            out[start:end] += x[: end - start]
-    np.clip(out, -1.0, 1.0, out=out)
-    return out
+        dubs.append(DubInput(load_track(track.path, cancel=cancel), track, track.display_name))
+    result = mix_output(dubs, duration_s, progress=progress, cancel=cancel)
+    return np.asarray(result.tracks[0].samples, dtype=np.float32)
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = MIX_RATE) -> None:

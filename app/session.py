@@ -42,8 +42,7 @@ class PersonView:
 @dataclass
 class TrackView:
     duration_s: float | None = None
-    peaks: Any = None  # numpy (n, 2) of min/max per bucket, or None while loading
-    peaks_per_s: float = 0.0
+    peaks: Any = None  # engine.audio.peaks.WaveformPeaks, None while loading
     segments: list[tuple[float, float]] = field(default_factory=list)  # speech, in file time
     status: str = "Loading…"
     error: str = ""

@@ -457,13 +457,15 @@ class TimelineCanvas(QWidget):
                 vs = start_t + max(s, track.trim_in_s) - track.trim_in_s
                 ve = start_t + (min(e, trim_out) if trim_out is not None else e) - track.trim_in_s
                 p.fillRect(QRectF(self.x_of(vs), clip.top() + 1, max(1.0, (ve - vs) * self.px_per_s), clip.height() - 2), SPEECH)
-            if view.peaks is not None and view.peaks_per_s > 0:
+            if view.peaks is not None:
                 self._paint_waveform(p, clip, view, track.trim_in_s, trim_out, colour)
         p.restore()
 
     def _paint_waveform(self, p: QPainter, clip: QRectF, view, trim_in: float, trim_out: float | None, colour: QColor) -> None:
-        peaks = view.peaks
-        rate = view.peaks_per_s
+        wp = view.peaks  # WaveformPeaks: the level whose buckets are about a pixel wide
+        bucket = wp.level_for(wp.sample_rate / self.px_per_s)
+        peaks = wp.levels[bucket]
+        rate = wp.sample_rate / bucket
         mid = clip.center().y()
         half = clip.height() / 2 - 3
         left = max(clip.left(), HEADER_W)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -93,8 +94,11 @@ class Worker(QRunnable):
 class WorkerPool(QObject):
     """Owns the thread pool and keeps every running worker alive until it has finished."""
 
+    instances: weakref.WeakSet[WorkerPool] = weakref.WeakSet()  # for leak checks in tests
+
     def __init__(self, max_threads: int = 2, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        WorkerPool.instances.add(self)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self.pool.setExpiryTimeout(2000)
