@@ -104,7 +104,9 @@ def run_export(project: Any, request: ExportRequest, progress: ProgressFn | None
     renderer, needs, note = lipsync_renderer(project, stage("Preparing the speakers", 0.1, 0.0), cancel)
     _label, codec, _suffix = PRESETS.get(request.preset, PRESETS["h264"])
     settings = ExportSettings(codec=codec, preset=request.speed, crf=request.crf)
-    results = export_languages(source, request.out_path, audio_by_language, mode=request.language_mode,  # type: ignore[arg-type]
+    # One language: one file at the chosen path (no language suffix in the name).
+    mode_name = request.language_mode if len(langs) > 1 else "one_file_multi_track"
+    results = export_languages(source, request.out_path, audio_by_language, mode=mode_name,  # type: ignore[arg-type]
                                frame_renderer=renderer, needs_render=needs, settings=settings,
                                progress=stage("Exporting", 0.1, 0.9), cancel=cancel)
     for r in results:
