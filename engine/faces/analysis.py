@@ -75,7 +75,7 @@ class AnalysisSettings:
     min_presence: float = 0.5  #: landmark-model presence score under which a track is lost
     max_missed_s: float = 1.0  #: a track survives this long unseen (occlusion, black frames)
     min_track_frames: int = 5  #: shorter tracks are dropped as spurious
-    embed_every_s: float = 2.0  #: seconds between identity embeddings of a track
+    embed_every_s: float = 4.0  #: seconds between a track's first embeddings; the gap grows after 4 of them
     min_iod: float = 12.0  #: pixels; smaller faces are flagged too small
     max_yaw: float = 55.0  #: degrees; beyond it a face is flagged as profile
     low_confidence: float = 0.8  #: landmark presence under this is flagged
@@ -409,7 +409,10 @@ class FaceTrackingSession:
         rec.pose.append(pose)
         rec.flags.append(flags)
         usable = not flags & (FLAG_TOO_SMALL | FLAG_PROFILE)
-        if usable and t - rec.last_embed_t >= self.s.embed_every_s:
+        # a descriptor costs ~100 ms on one core: a few per track are enough to re-identify, so the
+        # interval doubles after every 4 (a 10-minute shot gets ~15, a 2-second one 1)
+        interval = self.s.embed_every_s * 2 ** (len(rec.embeddings) // 4)
+        if usable and t - rec.last_embed_t >= interval:
             emb = self.backend.embed(rgb, pts)
             self.stats["embeddings"] += 1
             if emb is not None and np.isfinite(emb).all():

@@ -1,0 +1,82 @@
+"""Face analysis speed: frames per second of ``engine.faces.analyse`` (decode + detect/mesh + tracking +
+identity + smoothing), single face, at 224x224, 720p, 1080p and 1080x1920 portrait.
+
+Uses the real clips in ../shared/media/video (720p is the 1080p presenter clip scaled down and encoded
+once to a temporary file). Each row is the median of ``--runs`` runs, with a decode-only pass of the same
+file in the same run for the ratio. Run: ``.venv/bin/python bench/faces.py [--runs 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.faces import analyse, get_backend  # noqa: E402
+from engine.media import VideoReader, VideoWriter  # noqa: E402
+
+MEDIA = Path(os.environ.get("LIPDUB_SHARED_MEDIA", ROOT.parent / "shared" / "media")) / "video"
+
+
+def _scaled_copy(src: Path, dst: Path, width: int, height: int) -> Path:
+    with VideoReader(src) as r, VideoWriter(dst, width, height, fps=r.fps, crf=18) as w:
+        for i, rgb in r.iter_frames():
+            w.write(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA), float(r.frame_times[i]))
+    return dst
+
+
+def _decode_fps(path: Path) -> float:
+    t = time.perf_counter()
+    with VideoReader(path) as r:
+        n = sum(1 for _ in r.iter_frames())
+    return n / (time.perf_counter() - t)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    if not MEDIA.is_dir():
+        print(f"real clips not found at {MEDIA}")
+        return 1
+    backend = get_backend()  # loaded once: model loading is not part of the per-video rate
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [
+            ("224x224", MEDIA / "vox_goatee.mp4"),
+            ("1280x720", _scaled_copy(MEDIA / "presenter_kim_1080p.mp4", Path(tmp, "kim720.mp4"), 1280, 720)),
+            ("1920x1080", MEDIA / "presenter_kim_1080p.mp4"),
+            ("1080x1920 portrait", MEDIA / "latentsync_demo1_portrait.mp4"),
+        ]
+        load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        print(f"machine: {os.cpu_count()} CPU cores, no GPU; load before: {load}")
+        print(f"{'resolution':<20} {'clip':<32} {'frames':>6} {'analysis fps':>13} {'decode-only fps':>16} "
+              f"{'ratio':>6} {'ms/frame':>9}")
+        for label, path in cases:
+            fps_runs, dec_runs = [], []
+            n = 0
+            for _ in range(args.runs):
+                dec_runs.append(_decode_fps(path))
+                t = time.perf_counter()
+                result = analyse(path, backend=backend, use_cache=False)
+                dt = time.perf_counter() - t
+                n = result.frame_count
+                fps_runs.append(n / dt)
+            fps, dec = statistics.median(fps_runs), statistics.median(dec_runs)
+            print(f"{label:<20} {path.name:<32} {n:>6} {fps:>13.1f} {dec:>16.1f} {fps / dec:>6.2f} "
+                  f"{1000 / fps:>9.2f}")
+        print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
