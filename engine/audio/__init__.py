@@ -14,6 +14,7 @@ at video time offset_s):
         -> (samples on the video timeline, warnings for the user)
     place_track(samples, rate, dub_track, video_duration_s) -> same, from a DubTrack
     track_time_offset(dub_track) -> video time of the file's first sample (for features_at_frames)
+    trimmed_samples(audio16k, 16000, dub_track) -> (the part that plays, its video start time)
 
 Features for the lip-sync engine (:mod:`engine.audio.features`):
     whisper_features(audio16k) -> WhisperFeatures(vectors (n, 512) at 50 Hz, silence (512,))
@@ -54,7 +55,13 @@ from engine.audio.features import (
 from engine.audio.language import TranscriptSegment, Word, detect_language, supported_languages, transcribe
 from engine.audio.mix import DubInput, MixMode, MixResult, MixSettings, OutputTrack, mix_output
 from engine.audio.peaks import WaveformPeaks, waveform_peaks
-from engine.audio.timeline import TrackPlacement, place_on_timeline, place_track, track_time_offset
+from engine.audio.timeline import (
+    TrackPlacement,
+    place_on_timeline,
+    place_track,
+    track_time_offset,
+    trimmed_samples,
+)
 from engine.audio.tracks import ENGINE_RATE, LoadedTrack, downmix_to_mono, load_track, to_stereo
 from engine.audio.vad import VadParams, VadResult, detect_speech, speech_mask
 from engine.audio.whisper_model import load_whisper, whisper_model_dir
@@ -98,6 +105,7 @@ __all__ = [
     "to_stereo",
     "track_time_offset",
     "transcribe",
+    "trimmed_samples",
     "waveform_peaks",
     "whisper_features",
     "whisper_model_dir",

@@ -104,3 +104,15 @@ def place_track(
 def track_time_offset(placement: TrackPlacement) -> float:
     """Video time of the file's first sample (for sampling features computed on the whole file)."""
     return float(placement.offset_s) - float(placement.trim_in_s)
+
+
+def trimmed_samples(samples: np.ndarray, rate: int, placement: TrackPlacement) -> tuple[np.ndarray, float]:
+    """The part of a track that plays (trim in to trim out) and the video time of its first sample.
+
+    For the engine's per-track signals (features, VAD, band energy) on the track's own clock: sample
+    those at frame times with ``offset_s`` = the returned time, and trimmed-away audio never leaks in.
+    """
+    x = np.asarray(samples)
+    a = min(len(x), max(0, to_samples(placement.trim_in_s, rate)))
+    b = len(x) if placement.trim_out_s is None else min(len(x), max(a, to_samples(placement.trim_out_s, rate)))
+    return x[a:b], float(placement.offset_s)

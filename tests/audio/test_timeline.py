@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from engine.audio.timeline import place_on_timeline, place_track, to_samples, track_time_offset
+from engine.audio.timeline import (
+    place_on_timeline,
+    place_track,
+    to_samples,
+    track_time_offset,
+    trimmed_samples,
+)
 from engine.errors import BadInputError
 
 RATES = [8000, 16000, 44100, 48000]
@@ -109,3 +115,13 @@ def test_place_track_uses_dubtrack_fields() -> None:
     out, _ = place_track(np.ones(2000, np.float32), 1000, dub, 3.0)
     assert not out[:750].any() and np.allclose(out[750:2500], 10 ** (-6 / 20)) and not out[2500:].any()
     assert track_time_offset(dub) == pytest.approx(0.5)
+
+
+def test_trimmed_samples_for_engine_signals() -> None:
+    x = np.arange(16000 * 3, dtype=np.float32)
+    part, start = trimmed_samples(x, 16000, FakeDub(offset_s=2.0, trim_in_s=0.5, trim_out_s=1.25))
+    assert start == 2.0 and part[0] == 8000 and len(part) == 12000
+    part, _ = trimmed_samples(x, 16000, FakeDub(trim_in_s=0.0, trim_out_s=None))
+    assert len(part) == len(x)
+    part, _ = trimmed_samples(x, 16000, FakeDub(trim_in_s=5.0, trim_out_s=None))
+    assert len(part) == 0
