@@ -34,7 +34,7 @@ from engine.media.color import ColorInfo
 
 log = logging.getLogger("lipdub.media.probe")
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 _HASH_CHUNK = 1 << 20
 
 
@@ -77,6 +77,7 @@ class VideoInfo:
     language: str | None = None
     truncated: bool = False
     warnings: list[str] = field(default_factory=list)
+    timestamps_synthesized: bool = False  # raw stream without timestamps: frames counted from the start
 
     @property
     def fps(self) -> float:
@@ -123,6 +124,7 @@ class VideoInfo:
             "keyframe_count": len(self.keyframes),
             "language": self.language,
             "truncated": self.truncated,
+            "timestamps_synthesized": self.timestamps_synthesized,
             "warnings": list(self.warnings),
         }
         if frames:
@@ -284,6 +286,7 @@ def _load_cache(cache: Path | None, p: Path) -> MediaInfo | None:
                         color=ColorInfo(**vd["_color"]), bit_rate=vd["bit_rate"],
                         keyframes=z[f"key{i}"].astype(np.int64), language=vd["language"],
                         truncated=vd["truncated"], warnings=list(vd["_warnings"]),
+                        timestamps_synthesized=vd["timestamps_synthesized"],
                     )
                 )
         return MediaInfo(
@@ -345,14 +348,16 @@ def _is_cover_art(stream: av.stream.Stream) -> bool:
 
 
 def _scan_video_packets(p: Path, container: av.container.InputContainer, stream) -> tuple[
-    np.ndarray, np.ndarray, list[str], bool, int
+    np.ndarray, np.ndarray, list[str], bool, int, bool
 ]:
     """Demux (no decode) the stream's packets: sorted pts, keyframe pts, warnings, hit-an-error, and the
-    number of packets the container marks as discarded (edit lists)."""
+    number of packets the container marks as discarded (edit lists), and whether the timestamps were
+    made up (raw streams such as .h264 carry none: frames are then spaced at the nominal rate)."""
     pts: list[int] = []
     discarded = 0
     keys: list[int] = []
     missing_pts = 0
+    no_ts = 0
     corrupt = 0
     failed = False
     warnings: list[str] = []
@@ -369,6 +374,7 @@ def _scan_video_packets(p: Path, container: av.container.InputContainer, stream)
                 missing_pts += 1
                 ts = packet.dts
                 if ts is None:  # no timestamps at all: count on from the last one
+                    no_ts += 1
                     ts = (last_dts + (packet.duration or 1)) if last_dts is not None else 0
             last_dts = packet.dts if packet.dts is not None else ts
             if packet.is_corrupt:
@@ -380,7 +386,17 @@ def _scan_video_packets(p: Path, container: av.container.InputContainer, stream)
         failed = True
         warnings.append(f"reading stopped early: {exc}")
         log.warning("%s: demux stopped early after %d video packets: %s", p, len(pts), exc)
-    if missing_pts:
+    synthesized = bool(pts) and no_ts == len(pts)
+    if synthesized:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
+        step = max(1, round(1 / (Fraction(rate) * (stream.time_base or Fraction(1, 90000)))))
+        pts = [i * step for i in range(len(pts))]
+        keys = [0]
+        warnings.append(
+            f"the stream carries no timestamps (a raw stream?): frame times assume a constant {float(rate):.3f} fps, "
+            "and jumping to a frame decodes from the start"
+        )
+    elif missing_pts:
         warnings.append(f"{missing_pts} video packets carry no pts; their decode timestamps were used")
     if corrupt:
         warnings.append(f"{corrupt} video packets are flagged corrupt")
@@ -390,25 +406,24 @@ def _scan_video_packets(p: Path, container: av.container.InputContainer, stream)
         n_before = len(arr)
         arr = np.unique(arr)
         warnings.append(f"{n_before - len(arr)} video packets repeat another frame's timestamp and were dropped")
-    return arr, np.asarray(sorted(set(keys)), dtype=np.int64), warnings, failed or corrupt > 0, discarded
+    return arr, np.asarray(sorted(set(keys)), dtype=np.int64), warnings, failed or corrupt > 0, discarded, synthesized
 
 
-def _decode_first_frame(p: Path, container: av.container.InputContainer, stream):
-    """Decode the first frame (rotation, proof of a working decoder). None when none decodes."""
-    try:
-        container.seek(0, backward=True, any_frame=False, stream=stream)
-    except av.FFmpegError:
-        pass
+def _decode_first_frame(p: Path, stream_index: int):
+    """Decode the first frame (rotation, proof of a working decoder), from a fresh open of the file so
+    it works for formats that cannot seek. None when no frame decodes."""
     errors = 0
     try:
-        for packet in container.demux(stream):
-            try:
-                for frame in packet.decode():
-                    return frame
-            except av.FFmpegError as exc:
-                errors += 1
-                if errors > 50:
-                    raise media_error(p, exc, "decoding its video") from exc
+        with av.open(str(p), metadata_errors="replace") as c:
+            s = c.streams[stream_index]
+            for packet in c.demux(s):
+                try:
+                    for frame in packet.decode():
+                        return frame
+                except av.FFmpegError as exc:
+                    errors += 1
+                    if errors > 50:
+                        raise media_error(p, exc, "decoding its video") from exc
     except av.FFmpegError as exc:
         raise media_error(p, exc, "decoding its video") from exc
     return None
@@ -452,10 +467,10 @@ def _video_info(p: Path, container: av.container.InputContainer, stream, deep_ch
     codec_long = ctx.codec.long_name if ctx is not None else "unknown"
     warnings: list[str] = []
 
-    pts, key_pts, scan_warnings, damaged, discarded = _scan_video_packets(p, container, stream)
+    pts, key_pts, scan_warnings, damaged, discarded, synthesized = _scan_video_packets(p, container, stream)
     warnings += scan_warnings
 
-    first = _decode_first_frame(p, container, stream) if len(pts) else None
+    first = _decode_first_frame(p, stream.index) if len(pts) else None
     if len(pts) and first is None:
         raise MediaError("video stream cannot be decoded: no frame could be decoded", p)
 
@@ -498,7 +513,7 @@ def _video_info(p: Path, container: av.container.InputContainer, stream, deep_ch
         frame_dur_ticks = (1.0 / real_fps / float(tb)) if real_fps else 0.0
         avg_fps = float(stream.average_rate) if stream.average_rate else real_fps
         is_vfr = False
-    if not real_fps:
+    if not real_fps or synthesized:
         real_fps = avg_fps
     duration = float((pts[-1] - pts[0] + frame_dur_ticks) * tb) if n else 0.0
     if declared and n and not truncated and declared > duration + max(1.0, 0.1 * declared):
@@ -559,6 +574,7 @@ def _video_info(p: Path, container: av.container.InputContainer, stream, deep_ch
         language=stream.language,
         truncated=truncated,
         warnings=warnings,
+        timestamps_synthesized=synthesized,
     )
 
 

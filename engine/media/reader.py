@@ -23,7 +23,7 @@ import av.video.stream
 import numpy as np
 
 from engine.errors import MediaError
-from engine.media._open import media_error, open_input
+from engine.media._open import open_input
 from engine.media.color import sws_colorspace, sws_range
 from engine.media.probe import MediaInfo, VideoInfo, probe
 
@@ -42,15 +42,27 @@ class _Decoder:
     def __init__(self, path, info: VideoInfo, threads: bool) -> None:
         self.path, self.container = open_input(path)
         self.info = info
-        self.stream = self.container.streams.video[0]
-        for s in self.container.streams:
-            if s.index == info.index:
-                self.stream = s  # type: ignore[assignment]
-        if threads:
-            self.stream.thread_type = "AUTO"
+        self._threads = threads
+        self._count = 0  # frames decoded since the file was (re)opened
+        self._open_stream()
         self._frames: Iterator[av.video.frame.VideoFrame] | None = None
         self.next_index = 0  # index the next decoded frame is expected to have (at least)
         self.errors = 0
+
+    def _open_stream(self) -> None:
+        self.stream = self.container.streams.video[0]
+        for s in self.container.streams:
+            if s.index == self.info.index:
+                self.stream = s  # type: ignore[assignment]
+        if self._threads:
+            self.stream.thread_type = "AUTO"
+
+    def _reopen(self) -> None:
+        self._frames = None
+        self._count = 0
+        self.container.close()
+        self.path, self.container = open_input(self.path)
+        self._open_stream()
 
     def close(self) -> None:
         self._frames = None
@@ -71,35 +83,55 @@ class _Decoder:
             self.errors += 1
             log.warning("%s: video stream ends early: %s", self.path, exc)
 
-    def seek_to(self, index: int) -> None:
-        """Position so the next decoded frames lead up to frame ``index`` (from the keyframe before)."""
+    def frames_from(self, index: int) -> Iterator[tuple[int, av.video.frame.VideoFrame]]:
+        """Seek to the keyframe before ``index`` and decode forward from there.
+
+        Some seeks land late (MPEG-TS seeks by byte position; open GOPs): when the first frame out is
+        already past ``index``, try the keyframe before that one, and finally the start of the file.
+        """
         kf = self.info.keyframes
-        k = int(kf[np.searchsorted(kf, index, side="right") - 1]) if len(kf) else 0
-        self._seek_keyframe(k)
+        before = [int(k) for k in kf[kf <= index][::-1]] if len(kf) else []
+        tries = list(dict.fromkeys([*before[:2], 0]))
+        for k in tries:
+            self._seek_keyframe(k)
+            it = self.frames()
+            first = next(it, None)
+            if first is None:
+                continue
+            if first[0] <= index or k == 0:
+                yield first
+                yield from it
+                return
+            log.debug("%s: seek for frame %d from keyframe %d landed at %d", self.path, index, k, first[0])
 
     def _seek_keyframe(self, k: int) -> None:
-        target = int(self.info.pts[k])
-        try:
-            self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
-        except av.FFmpegError as exc:
-            raise media_error(self.path, exc, f"seeking to frame {k}") from exc
+        if k == 0:
+            self._reopen()  # the start: read from the top, which works for every format (even unseekable)
+        else:
+            target = int(self.info.pts[k])
+            try:
+                self.container.seek(target, backward=True, any_frame=False, stream=self.stream)
+            except av.FFmpegError as exc:  # an unseekable file: decode forward from the start instead
+                log.info("%s: seeking to frame %d failed (%s); reading from the start", self.path, k, exc)
+                self._reopen()
+                k = 0
         self._frames = self._generate()
         self.next_index = k
-
-    def restart(self) -> None:
-        self._seek_keyframe(0)
 
     def frames(self) -> Iterator[tuple[int, av.video.frame.VideoFrame]]:
         """Decoded frames from the current position, each with its index in the table."""
         if self._frames is None:
-            self.restart()
+            self._seek_keyframe(0)
         assert self._frames is not None
         pts = self.info.pts
         n = len(pts)
         for frame in self._frames:
+            self._count += 1
             ts = frame.pts if frame.pts is not None else frame.dts
             if ts is None:
-                continue
+                if not self.info.timestamps_synthesized:
+                    continue
+                ts = int(pts[min(self._count - 1, n - 1)])  # raw stream: the n-th frame out is frame n
             i = int(np.searchsorted(pts, ts))
             if i >= n or int(pts[i]) != ts:
                 log.debug("%s: decoded a frame at pts %s that is not in the frame table", self.path, ts)
@@ -248,15 +280,9 @@ class VideoReader:
         kf = self.info.keyframes
         ahead = i - dec.next_index
         keyframe_between = len(kf) and bool(np.any((kf > dec.next_index) & (kf <= i)))
-        if dec._frames is None or ahead < 0 or (ahead > _FORWARD_WINDOW and keyframe_between):
-            dec.seek_to(i)
-        for attempt in range(3):
-            start_index = None
-            for j, frame in dec.frames():
-                if start_index is None:
-                    start_index = j
-                    if j > i:  # the seek landed after the target (open GOP, odd index): go back further
-                        break
+        reuse = dec._frames is not None and ahead >= 0 and not (ahead > _FORWARD_WINDOW and keyframe_between)
+        for frames in ((dec.frames(), dec.frames_from(i)) if reuse else (dec.frames_from(i),)):
+            for j, frame in frames:
                 if j < i:
                     # Keep the frames just before the target: scrubbing backwards one frame is common.
                     if i - j <= 2:
@@ -267,12 +293,6 @@ class VideoReader:
                     self._remember(i, arr)
                     return arr
                 break  # j > i: the target frame never came out of the decoder
-            # Missed: seek to an earlier keyframe and try again.
-            earlier = kf[kf < (start_index if start_index is not None else i)] if len(kf) else kf
-            if attempt == 0 and len(earlier):
-                dec._seek_keyframe(int(earlier[-1]))
-            else:
-                dec.restart()
         raise MediaError(
             f"frame {i} (t={self.info.frame_times[i]:.3f} s) could not be decoded"
             + (" (the file is truncated or damaged)" if self.truncated or dec.errors else ""),
@@ -294,10 +314,8 @@ class VideoReader:
             return
         dec = _Decoder(self.path, self.info, self._threads)
         try:
-            if start > 0:
-                dec.seek_to(start)
             expected = start
-            for j, frame in dec.frames():
+            for j, frame in dec.frames_from(start):
                 if j < start or (j - start) % step:
                     continue
                 if j >= stop:

@@ -143,3 +143,25 @@ def test_no_video_stream_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="has no video stream") as e:
         VideoReader(path)
     assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("mpeg-ts.ts", {}),  # seeks by byte position, timestamps start at 1.4 s
+        ("raw stream.h264", {}),  # no timestamps at all
+        ("mpeg4 in.avi", {"codec": "mpeg4", "bframes": 0}),
+        ("vp8.webm", {"codec": "libvpx", "bframes": 0}),
+    ],
+)
+def test_other_containers(tmp_path: Path, name: str, kw: dict) -> None:
+    from tests.synth import make_video
+
+    p = make_video(tmp_path / name, n_frames=40, **kw)
+    v = probe(p).require_video()
+    assert v.frame_count == 40 and v.fps == pytest.approx(25)
+    with VideoReader(p) as r:
+        assert [read_index(f) for _, f in r.iter_frames()] == list(range(40))
+        assert [read_index(f) for _, f in r.iter_frames(17, 30)] == list(range(17, 30))
+        for i in _random_order(40, seed=3):
+            assert read_index(r.frame(i)) == i, f"{name}: frame {i}"
