@@ -394,8 +394,12 @@ class _ExportRun:
             encoder = threading.Thread(target=self._encode_loop, name="export-encode", daemon=True)
             decoder.start()
             encoder.start()
-            self._render_loop()
-            self._put(self.q_encode, _END)
+            try:
+                self._render_loop()
+                self._put(self.q_encode, _END)
+            except _Stopped:
+                if self.encode_error is None:
+                    raise
             encoder.join()
             if self.encode_error is not None:
                 raise self.encode_error
@@ -430,6 +434,8 @@ class _ExportRun:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
+                if self.encode_error is not None and q is self.q_encode:
+                    raise self.encode_error from None
                 if self.stop.is_set():
                     raise _Stopped() from None
                 if q is self.q_encode:
@@ -440,10 +446,10 @@ class _ExportRun:
             try:
                 return q.get(timeout=0.1)
             except queue.Empty:
+                if self.encode_error is not None and q is self.q_decoded:
+                    raise self.encode_error from None
                 if self.stop.is_set():
                     raise _Stopped() from None
-                if self.encode_error is not None:
-                    raise self.encode_error from None
                 if q is self.q_decoded:
                     check_cancel(self.cancel)
 
