@@ -1,0 +1,28 @@
+"""Regeneration network: a per-speaker generator (U-Net) and patch discriminator that synthesise the
+lower face for target mouth landmarks, learned from the speaker's own footage by self-reconstruction.
+
+Public API::
+
+    from engine.regen import RegenConfig, train_speaker, NetRenderer
+    ckpt = train_speaker(video, analysis, identity_id, device="auto", progress=fn, cancel=token)
+    net = NetRenderer(ckpt, device="auto")
+    synth = net.render_box(frame, own_landmarks, target_landmarks, box, warp=retrieval_synth)  # composer hook
+    result, alpha = net.render_frame(frame, own_landmarks, target_landmarks)                  # self-composed
+
+Frames are BGR uint8 (the engine's render format); landmarks (468, 2) image pixels.
+"""
+
+from engine.regen.crop import CropGeometry, crop_transform, region_alpha
+from engine.regen.infer import NetRenderer
+from engine.regen.train import RegenConfig, checkpoint_path, load_checkpoint, train_speaker
+
+__all__ = [
+    "CropGeometry",
+    "NetRenderer",
+    "RegenConfig",
+    "checkpoint_path",
+    "crop_transform",
+    "load_checkpoint",
+    "region_alpha",
+    "train_speaker",
+]
