@@ -17,7 +17,9 @@ at video time offset_s):
     trimmed_samples(audio16k, 16000, dub_track) -> (the part that plays, its video start time)
 
 Features for the lip-sync engine (:mod:`engine.audio.features`):
-    whisper_features(audio16k) -> WhisperFeatures(vectors (n, 512) at 50 Hz, silence (512,))
+    whisper_features(audio16k) -> WhisperFeatures(vectors (n, 512) at 50 Hz, silence (512,), positions)
+    WhisperFeatures.debiased() -> the same minus the encoder's output for silence at each vector's
+        position in its 30 s window (removes a large position-only component; silence -> 0)
     features_at_frames(feats, frame_times_s, offset_s=0.0, context_s=0.5) -> (n_frames, k, 512)
     log_mel_frames(audio16k) -> (n, 80) at 100 Hz;  logmel_at_frames(mel, frame_times_s, ...) -> (n, k, 80)
     band_energy_db(audio16k, frame_times_s, offset_s=0.0) -> (n_frames,)  1.8-4.5 kHz energy in dB

@@ -132,7 +132,8 @@ def detect_language(
     if len(x) < SAMPLE_RATE // 10:
         raise BadInputError("the track is too short to detect its language (under 0.1 s)")
     if speech_start_s is None:
-        segs = detect_speech(x).segments
+        # Only the first speech matters: VAD over the first minute, not the whole track.
+        segs = detect_speech(x[: 60 * SAMPLE_RATE]).segments
         speech_start_s = segs[0][0] if segs else 0.0
     start = max(0, round((speech_start_s - 0.1) * SAMPLE_RATE))
     mel, _ = _window_mel(x[start:])

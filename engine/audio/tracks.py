@@ -52,13 +52,17 @@ class LoadedTrack:
         """The stream decoded at ``sample_rate`` with ``channels`` channels: float32 (n, channels)."""
         if sample_rate == ENGINE_RATE and channels == 1:
             return self.audio16k[:, None]
-        if channels not in (1, 2):
-            return decode_audio(self.path, sample_rate=sample_rate, channels=channels,
-                                stream_index=self.stream_index).samples
-        # Resample in FFmpeg, re-mix here: FFmpeg's mono -> stereo lowers the level by 3 dB, and its
-        # 5.1 -> stereo matrix is not the usual Lo/Ro down-mix.
-        src = decode_audio(self.path, sample_rate=sample_rate, stream_index=self.stream_index).samples
-        return downmix_to_mono(src)[:, None] if channels == 1 else to_stereo(src)
+        if channels == 2 and self.source_channels <= 2:
+            # FFmpeg's mono -> stereo lowers the level by 3 dB; players copy mono to both sides.
+            src = decode_audio(self.path, sample_rate=sample_rate, stream_index=self.stream_index).samples
+            return to_stereo(src)
+        if channels == 1:
+            src = decode_audio(self.path, sample_rate=sample_rate, stream_index=self.stream_index).samples
+            return downmix_to_mono(src)[:, None]
+        # More channels than stereo: FFmpeg's matrix (its Lo/Ro down-mix for 5.1), never holding all
+        # source channels at the output rate in memory.
+        return decode_audio(self.path, sample_rate=sample_rate, channels=channels,
+                            stream_index=self.stream_index).samples
 
 
 # Down-mix weights by channel name: dialogue lives in the front (centre above all); LFE carries none.

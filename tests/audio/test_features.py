@@ -149,6 +149,19 @@ def test_whisper_features_shape_rate_and_timing() -> None:
     fd = np.linalg.norm(at[:, 12] - features_at_frames(silent, frames, offset_s=-1.0)[:, 12], axis=1)
     burst_frames = (frames + 1.0 > 2.3) & (frames + 1.0 < 3.7)
     assert fd[burst_frames].mean() > 2 * fd[(frames + 1.0 > 5.5) & (frames + 1.0 < 9.0)].mean()
+    # Window positions: the first window gives frames 0..1449, the second (starting 28 s in) the rest,
+    # from its position 50 on (1 s of overlap dropped at each inner edge).
+    assert feats.positions is not None
+    assert np.array_equal(feats.positions[:1450], np.arange(1450))
+    assert np.array_equal(feats.positions[1450:], np.arange(50, 50 + 300))
+    # Debiased: silence at any window position maps to zero; speech does not.
+    # (int8 inference: equal up to quantisation noise, a few % of a vector's length)
+    residual = np.linalg.norm(silent.debiased().vectors, axis=1)
+    assert residual.mean() < 0.05 * np.linalg.norm(silent.vectors, axis=1).mean()
+    deb = np.linalg.norm(feats.debiased().vectors, axis=1)
+    assert deb[(t > 31.3) & (t < 32.7)].mean() > 5 * residual.mean()
+    assert deb[(t > 31.3) & (t < 32.7)].mean() > 2 * deb[(t > 12) & (t < 25)].mean()
     # Cached per content: a second call returns identical vectors without re-encoding.
     again = whisper_features(x)
     assert np.array_equal(again.vectors, feats.vectors)
+    assert again.positions is not None and np.array_equal(again.positions, feats.positions)
