@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def load(kind: str, key: str) -> dict[str, np.ndarray] | None:
 def store(kind: str, key: str, **arrays: np.ndarray) -> None:
     """Store arrays for ``key``; a failure to write only logs (the cache is an optimisation)."""
     p = _path(kind, key)
-    tmp = p.with_name(f"{p.stem}.{os.getpid()}.tmp.npz")
+    tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
     try:
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, p)

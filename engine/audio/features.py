@@ -218,6 +218,8 @@ def features_at_frames(
     track time ``t - offset_s``. ``k = 2 * round(context_s / 2 / step_s) + 1`` samples from
     ``-context_s / 2`` to ``+context_s / 2`` (25 for the default half second), the middle one at the
     frame's own time. Times outside the track read the encoder's silence vector.
+    The result takes n_frames * k * 2 KiB (25 frames of context: 50 KiB per frame), so call it on
+    blocks of frames for long videos.
     """
     if isinstance(feats_50hz, WhisperFeatures):
         series, rate, fill = feats_50hz.vectors, feats_50hz.rate_hz, feats_50hz.silence

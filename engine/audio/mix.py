@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.audio.timeline import TrackPlacement, place_track, to_samples
-from engine.audio.tracks import LoadedTrack, load_track
+from engine.audio.tracks import LoadedTrack, decode_for_output
 from engine.audio.vad import detect_speech
 from engine.errors import BadInputError, MediaError
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
@@ -182,11 +182,13 @@ def _load_original(original: LoadedTrack | str | os.PathLike[str] | np.ndarray, 
             raise BadInputError(f"the original audio must be (n, 2) at 48 kHz, got shape {x.shape}")
     else:
         try:
-            track = original if isinstance(original, LoadedTrack) else load_track(Path(original))
+            if isinstance(original, LoadedTrack):
+                x = original.at(OUTPUT_RATE, OUTPUT_CHANNELS)
+            else:
+                x = decode_for_output(Path(original), OUTPUT_RATE, OUTPUT_CHANNELS)
         except MediaError as exc:
             warnings.append(f"the original audio cannot be used: {exc.user_text()}")
             return None
-        x = track.at(OUTPUT_RATE, OUTPUT_CHANNELS)
     placed, w = place_track_raw(x, offset_s, n)
     warnings.extend(w)
     return placed

@@ -52,17 +52,40 @@ class LoadedTrack:
         """The stream decoded at ``sample_rate`` with ``channels`` channels: float32 (n, channels)."""
         if sample_rate == ENGINE_RATE and channels == 1:
             return self.audio16k[:, None]
-        if channels == 2 and self.source_channels <= 2:
-            # FFmpeg's mono -> stereo lowers the level by 3 dB; players copy mono to both sides.
-            src = decode_audio(self.path, sample_rate=sample_rate, stream_index=self.stream_index).samples
-            return to_stereo(src)
-        if channels == 1:
-            src = decode_audio(self.path, sample_rate=sample_rate, stream_index=self.stream_index).samples
-            return downmix_to_mono(src)[:, None]
-        # More channels than stereo: FFmpeg's matrix (its Lo/Ro down-mix for 5.1), never holding all
-        # source channels at the output rate in memory.
-        return decode_audio(self.path, sample_rate=sample_rate, channels=channels,
-                            stream_index=self.stream_index).samples
+        return decode_for_output(self.path, sample_rate, channels, self.stream_index, self.source_channels)
+
+
+def decode_for_output(
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    channels: int,
+    stream_index: int | None = None,
+    source_channels: int | None = None,
+) -> np.ndarray:
+    """Decode an audio stream at ``sample_rate`` with ``channels`` channels: float32 (n, channels).
+
+    Mono sources play at full level on both sides of stereo (FFmpeg's own up-mix lowers them by
+    3 dB); sources with more channels than asked for use FFmpeg's down-mix matrix, so all source
+    channels are never held at the output rate.
+    """
+    if source_channels is None:
+        import av
+
+        source_channels = channels
+        try:
+            with av.open(str(path)) as container:
+                audio = [s for s in container.streams.audio if stream_index is None or s.index == stream_index]
+                ctx = audio[0].codec_context if audio else None
+                if ctx is not None and ctx.channels:
+                    source_channels = int(ctx.channels)
+        except (av.FFmpegError, OSError):
+            pass  # decode_audio below raises the clear error for an unreadable file
+    if source_channels <= channels and channels in (1, 2):
+        src = decode_audio(path, sample_rate=sample_rate, stream_index=stream_index).samples
+        return to_stereo(src) if channels == 2 else downmix_to_mono(src)[:, None]
+    if channels == 1:
+        return downmix_to_mono(decode_audio(path, sample_rate=sample_rate, stream_index=stream_index).samples)[:, None]
+    return decode_audio(path, sample_rate=sample_rate, channels=channels, stream_index=stream_index).samples
 
 
 # Down-mix weights by channel name: dialogue lives in the front (centre above all); LFE carries none.

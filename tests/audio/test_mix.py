@@ -144,3 +144,20 @@ def test_original_ducked_under_real_speech(tmp_path: Path, shared_media: Path) -
     assert block(0.2) == pytest.approx(1.0, abs=0.01)  # before the dub: full level
     assert block(4.0) == pytest.approx(10 ** (-18 / 20), abs=0.01)  # inside its speech: ducked
     assert block(11.5) == pytest.approx(1.0, abs=0.01)  # after it: back up
+
+
+def test_original_from_a_video_file(tmp_path: Path) -> None:
+    sound = tone(1.0, OUTPUT_RATE, 440.0, 0.3)
+    video = write_audio(tmp_path / "clip.mkv", sound[:, None], OUTPUT_RATE, "pcm_s16le", video="libx264")
+    d = dub_file(tmp_path, "d.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.1))
+    result = mix_output([d], 1.0, original=video, settings=MixSettings(mode=MixMode.DUB_AND_ORIGINAL))
+    orig = result.tracks[1].samples
+    assert np.allclose(orig[:, 0], orig[:, 1]) and np.allclose(orig[:, 0], sound, atol=1e-4)
+
+
+def test_unreadable_original_falls_back_with_a_warning(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    d = dub_file(tmp_path, "d.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.1))
+    result = mix_output([d], 1.0, original=bad, settings=MixSettings(mode=MixMode.ORIGINAL_DUCKED))
+    assert len(result.tracks) == 1 and any(str(bad) in w for w in result.warnings)
