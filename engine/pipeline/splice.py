@@ -10,9 +10,12 @@ any of the luma pixels they cover changed.
 
 from __future__ import annotations
 
+import threading
+
 import av
 import av.video.frame
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 # Planar YUV layouts spliced in place: pixel format -> (horizontal subsampling, vertical, sample dtype).
 PLANAR_YUV: dict[str, tuple[int, int, type[np.unsignedinteger]]] = {
@@ -26,6 +29,8 @@ PLANAR_YUV: dict[str, tuple[int, int, type[np.unsignedinteger]]] = {
     "yuv422p10le": (2, 1, np.uint16),
     "yuv444p10le": (1, 1, np.uint16),
 }
+
+_local = threading.local()
 
 # Margin (pixels) around the changed box that is converted along with it: the RGB -> YUV conversion
 # filters chroma over neighbours, so the box's own edge samples see real context.
@@ -56,13 +61,21 @@ def plane_array(plane: av.video.plane.VideoPlane, dtype: type[np.unsignedinteger
 
 
 def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-    """The mask of pixels that differ and its bounding box (y0, y1, x0, x1); None when identical."""
-    changed = np.any(before != after, axis=2)
-    rows = np.flatnonzero(changed.any(axis=1))
+    """The bounding box (y0, y1, x0, x1) of the pixels that differ and the mask of those pixels inside
+    the box (shape (y1 - y0, x1 - x0)); None when the frames are identical.
+
+    Compares the rows as flat byte strings first (numpy reduces a trailing axis of 3 slowly), so only
+    the box is examined pixel by pixel."""
+    h = before.shape[0]
+    b2, a2 = before.reshape(h, -1), after.reshape(h, -1)
+    rows = np.flatnonzero((b2 != a2).any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(changed.any(axis=0))
-    return changed, (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero((b2[y0:y1] != a2[y0:y1]).any(axis=0)) // before.shape[2]
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    mask = np.any(before[y0:y1, x0:x1] != after[y0:y1, x0:x1], axis=2)
+    return mask, (y0, y1, x0, x1)
 
 
 def splice_rgb(
@@ -91,8 +104,9 @@ def splice_rgb(
     found = changed_box(before, after)
     if found is None:
         return None
-    changed, (y0, y1, x0, x1) = found
-    h, w = changed.shape
+    box_mask, (by0, by1, bx0, bx1) = found
+    h, w = before.shape[:2]
+    y0, y1, x0, x1 = by0, by1, bx0, bx1
     # Grow by the margin, align the box to the chroma grid, clamp to the frame.
     y0 = max(0, y0 - _MARGIN) // sy * sy
     x0 = max(0, x0 - _MARGIN) // sx * sx
@@ -101,11 +115,16 @@ def splice_rgb(
 
     conv = rgb_conversion_args(frame)
     patch = av.video.frame.VideoFrame.from_ndarray(np.ascontiguousarray(after[y0:y1, x0:x1]), format=rgb_format)
-    yuv = patch.reformat(
-        format=frame.format.name, dst_colorspace=conv["colorspace"], dst_color_range=conv["color_range"]
+    # One reformatter per thread: it keeps its swscale context while the patch size stays the same.
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
+    yuv = reformatter.reformat(
+        patch, format=frame.format.name, dst_colorspace=conv["colorspace"], dst_color_range=conv["color_range"],  # type: ignore[arg-type]
     )
     frame.make_writable()
-    mask = changed[y0:y1, x0:x1]
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    mask[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] = box_mask
     luma = plane_array(frame.planes[0], dtype)[y0:y1, x0:x1]
     luma[mask] = plane_array(yuv.planes[0], dtype)[mask]
     # A chroma sample changes when any luma pixel it covers changed.
