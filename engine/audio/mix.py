@@ -2,8 +2,8 @@
 
 Placement (offset, trim, gain) is done sample-exactly by :mod:`engine.audio.timeline`; the summing is
 done with pydub (``AudioSegment.overlay``) on 32-bit PCM built from the raw samples, in 30 s blocks so
-memory stays bounded by the output itself. Sources are pre-attenuated by 24 dB before summing so that
-up to 16 full-scale tracks never saturate the 32-bit sum; the result is brought back and, when its peak
+memory stays bounded by the output itself. Sources are pre-attenuated (24 dB, more when the sum of their
+peaks calls for it) so the 32-bit sum never saturates; the result is brought back and, when its peak
 exceeds the ceiling (-1 dBFS), scaled down as a whole so it never clips.
 
 Modes: the dub alone; the dub plus the original audio as a second output track; or one track with the
@@ -76,7 +76,7 @@ class DubInput:
     name: str = ""
 
 
-def _segment(block: np.ndarray):  # -> pydub.AudioSegment
+def _segment(block: np.ndarray, headroom: float):  # -> pydub.AudioSegment
     with pywarnings.catch_warnings():
         # pydub imports the standard library's audioop (deprecated in 3.12) and looks for an ffmpeg
         # binary it does not need here: raw PCM in, raw PCM out.
@@ -84,13 +84,13 @@ def _segment(block: np.ndarray):  # -> pydub.AudioSegment
         pywarnings.simplefilter("ignore", RuntimeWarning)
         from pydub import AudioSegment
 
-    pcm = np.clip(np.rint(block * (_HEADROOM * _INT_SCALE)), -_INT_SCALE, _INT_SCALE).astype("<i4")
+    pcm = np.clip(np.rint(block * (headroom * _INT_SCALE)), -_INT_SCALE, _INT_SCALE).astype("<i4")
     return AudioSegment(data=pcm.tobytes(), sample_width=4, frame_rate=OUTPUT_RATE, channels=OUTPUT_CHANNELS)
 
 
-def _from_segment(seg, frames: int) -> np.ndarray:
+def _from_segment(seg, frames: int, headroom: float) -> np.ndarray:
     data = np.frombuffer(seg.raw_data, dtype="<i4").reshape(-1, OUTPUT_CHANNELS)[:frames]
-    return data.astype(np.float32) / np.float32(_HEADROOM * _INT_SCALE)
+    return (data.astype(np.float64) / (headroom * _INT_SCALE)).astype(np.float32)
 
 
 def _sum_with_pydub(sources: list[np.ndarray], n: int, cancel: CancelToken | None,
@@ -98,14 +98,17 @@ def _sum_with_pydub(sources: list[np.ndarray], n: int, cancel: CancelToken | Non
     out = np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
     if not sources:
         return out
+    # The sum of the sources' peaks bounds the mix's peak: scale so it always fits the 32-bit range.
+    peak_sum = sum(float(np.abs(src).max()) if src.size else 0.0 for src in sources)
+    headroom = min(_HEADROOM, 0.99 / max(peak_sum, 1e-9))
     block = to_samples(_BLOCK_S, OUTPUT_RATE)
     for b0 in range(0, n, block):
         check_cancel(cancel)
         b1 = min(n, b0 + block)
-        mixed = _segment(sources[0][b0:b1])
+        mixed = _segment(sources[0][b0:b1], headroom)
         for src in sources[1:]:
-            mixed = mixed.overlay(_segment(src[b0:b1]))
-        out[b0:b1] = _from_segment(mixed, b1 - b0)
+            mixed = mixed.overlay(_segment(src[b0:b1], headroom))
+        out[b0:b1] = _from_segment(mixed, b1 - b0, headroom)
         if reporter is not None:
             reporter.update(b1)
     return out

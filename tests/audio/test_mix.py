@@ -161,3 +161,15 @@ def test_unreadable_original_falls_back_with_a_warning(tmp_path: Path) -> None:
     d = dub_file(tmp_path, "d.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.1))
     result = mix_output([d], 1.0, original=bad, settings=MixSettings(mode=MixMode.ORIGINAL_DUCKED))
     assert len(result.tracks) == 1 and any(str(bad) in w for w in result.warnings)
+
+
+def test_many_loud_tracks_do_not_saturate_the_sum(tmp_path: Path) -> None:
+    # 24 in-phase full-scale tracks at +12 dB: a sum of 95x full scale, still exact before the limiter.
+    base = tone(0.5, OUTPUT_RATE, 250.0, 0.99)
+    dubs = [dub_file(tmp_path, f"t{i}.wav", base) for i in range(24)]
+    for d in dubs:
+        d.placement = Dub(gain_db=12.0)
+    track = mix_output(dubs, 0.5, settings=NO_FADE).tracks[0]
+    assert float(np.abs(track.samples).max()) <= 10 ** (-1 / 20) + 1e-7
+    shape = track.samples[:, 0] / np.abs(track.samples[:, 0]).max()
+    assert np.allclose(shape, base / np.abs(base).max(), atol=1e-4)  # a scaled sine, not a clipped one
