@@ -165,3 +165,13 @@ def test_whisper_features_shape_rate_and_timing() -> None:
     again = whisper_features(x)
     assert np.array_equal(again.vectors, feats.vectors)
     assert again.positions is not None and np.array_equal(again.positions, feats.positions)
+
+
+def test_power_spectrogram_matches_torch_stft_as_whisper_uses_it() -> None:
+    torch = pytest.importorskip("torch")
+    x = (np.random.default_rng(0).standard_normal(16000 * 2) * 0.1).astype(np.float32)
+    ref = torch.stft(torch.from_numpy(x), 400, 160, window=torch.hann_window(400), return_complex=True)
+    ref = (ref.abs() ** 2)[:, :-1].numpy()  # Whisper drops the last centred frame
+    mine = power_spectrogram(x)
+    assert mine.shape == ref.shape
+    assert np.abs(mine - ref).max() <= 1e-5 * ref.max()
