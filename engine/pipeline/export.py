@@ -267,6 +267,97 @@ def export_languages(
     return results
 
 
+_MIX_MODES = {"dub_only": "dub_only", "dub_plus_original": "dub_and_original", "original_ducked": "original_ducked"}
+
+
+def project_languages(project: Any) -> list[str]:
+    """The languages a project exports: those of tracks that are assigned to someone, else of all tracks."""
+    assigned = {a.track_id for a in project.assignments}
+    langs: list[str] = []
+    for t in project.tracks:
+        if (t.id in assigned or not assigned) and t.language not in langs:
+            langs.append(t.language)
+    return langs
+
+
+def export_project(
+    project: Any,
+    out_path: str | os.PathLike[str],
+    *,
+    languages: Sequence[str] | None = None,
+    language_mode: LanguageMode | None = None,
+    audio_mode: str | None = None,
+    settings: ExportSettings | None = None,
+    frame_renderer: FrameRenderer | None = None,
+    needs_render: Callable[[int], bool] | Collection[int] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[ExportResult]:
+    """Export an :class:`engine.project.Project`: mix each language's dub tracks (engine.audio.mix, at
+    their offsets, gains and trims; with the original audio per ``audio_mode``), then stream the video
+    through ``frame_renderer`` (from the lip-sync engine) into one file per language or one file with a
+    track per language. ``languages``/``language_mode``/``audio_mode`` default to the project's own
+    (its render settings; the languages of assigned tracks). One language gives one file at
+    ``out_path`` itself. Raises ProjectError for a project that cannot be exported as it is (no video,
+    missing media, no dub tracks, an unknown language), MediaError/OutputError/Cancelled as
+    :func:`export_video`.
+    """
+    from engine.audio.mix import DubInput, MixMode, MixSettings, mix_output
+    from engine.audio.tracks import load_track
+    from engine.errors import ProjectError
+    from engine.project.store import missing_media
+
+    if project.video is None:
+        raise ProjectError("the project has no video", hint="add a video first")
+    missing = missing_media(project)
+    if missing:
+        names = ", ".join(str(m) for m in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ProjectError(f"media files are missing: {names}", hint="relink them (the app offers to) and save")
+    available = project_languages(project)
+    if not available:
+        raise ProjectError("the project has no dub tracks to export", hint="add a dubbed audio track")
+    langs = list(languages) if languages else available
+    unknown = [lang for lang in langs if lang not in available]
+    if unknown:
+        raise ProjectError(f"no dub track in {', '.join(unknown)}; the project has {', '.join(available)}")
+    render = project.render
+    settings = settings or ExportSettings.from_render_settings(render)
+    mode_name = _MIX_MODES.get(audio_mode or render.audio_mode)
+    if mode_name is None:
+        raise ProjectError(f"unknown audio mode {audio_mode!r}; use {', '.join(_MIX_MODES)}")
+    mix_mode = MixMode(mode_name)
+    source = Path(project.video.path)
+    mi = probe(source)
+    info = mi.require_video()
+    duration = _video_end(info) - float(info.frame_times[0])
+    original_offset = (mi.audio[0].start_time - float(info.frame_times[0])) if mi.audio else 0.0
+    assigned = {a.track_id for a in project.assignments}
+    audio_by_language: dict[str, list[AudioTrack]] = {}
+    for lang in langs:
+        check_cancel(cancel)
+        tracks = [t for t in project.tracks if t.language == lang and (t.id in assigned or not assigned)]
+        dubs = [DubInput(load_track(t.path, cancel=cancel), t, t.display_name) for t in tracks]
+        mix = mix_output(
+            dubs, duration, original=source if mix_mode is not MixMode.DUB_ONLY and mi.audio else None,
+            settings=MixSettings(mode=mix_mode, duck_db=float(render.duck_db)),
+            original_offset_s=original_offset, cancel=cancel,
+        )
+        audio_by_language[lang] = [
+            AudioTrack(t.samples, mix.sample_rate, language=lang, title=f"{t.label} ({lang})" if t.label else lang,
+                       default=(k == 0))
+            for k, t in enumerate(mix.tracks)
+        ]
+        for w in mix.warnings:
+            log.warning("%s mix: %s", lang, w)
+    mode = language_mode or render.language_mode
+    if len(langs) == 1:
+        mode = "one_file_multi_track"  # one language: one file at the chosen name
+    return export_languages(
+        source, out_path, audio_by_language, mode=mode, frame_renderer=frame_renderer,
+        needs_render=needs_render, settings=settings, progress=progress, cancel=cancel,
+    )
+
+
 def remux_with_audio(
     video_file: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -917,8 +1008,10 @@ __all__ = [
     "OutputError",
     "TerminalProgress",
     "export_languages",
+    "export_project",
     "export_video",
     "format_eta",
     "language_output_path",
+    "project_languages",
     "remux_with_audio",
 ]
