@@ -757,6 +757,8 @@ class _AudioEncoder:
             samples = samples.reshape(-1, 1)
         if samples.ndim != 2 or not 1 <= samples.shape[1] <= 8:
             raise ValueError(f"audio samples must have shape (n, channels <= 8), not {track.samples.shape}")
+        if not np.issubdtype(samples.dtype, np.floating):
+            raise ValueError(f"audio samples must be float PCM in [-1, 1], not {samples.dtype}")
         from engine.media.audio import layout_for
 
         self.samples = samples
