@@ -126,7 +126,7 @@ class ExportDialog(QDialog):
             al.addWidget(self.multi_track)
         self.plan = QLabel()
         self.plan.setObjectName("hint")
-        self.plan.setWordWrap(True)
+        self.plan.setWordWrap(False)
         self.plan.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         al.addWidget(self.plan)
 
@@ -180,6 +180,7 @@ class ExportDialog(QDialog):
         self._crf_changed(self.crf.value())
         self._update_plan()
         self._started_at = 0.0
+        self._active = False
 
     # --- form ---------------------------------------------------------------------------------
     def _default_path(self) -> Path:
@@ -222,12 +223,21 @@ class ExportDialog(QDialog):
             self.plan.setText("Choose a file to export to.")
             return
         outs = planned_outputs(self.doc.project, self.request())
-        self.plan.setText("Will write: " + ", ".join(str(p) for p in outs))
+        folder = str(outs[0].parent)
+        if len(folder) > 70:
+            folder = folder[:30] + "…" + folder[-38:]
+        self.plan.setText(f"Will write {len(outs)} file{'s' if len(outs) > 1 else ''} in {folder}:\n"
+                          + "\n".join(f"    {p.name}" for p in outs))
 
     # --- running ------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.worker is not None and not self.worker.done.is_set()
+        """From the start until the worker's ``finished`` has reached the GUI thread."""
+        return self._active
+
+    def _finished(self) -> None:
+        self._active = False
+        self.cancel_button.setEnabled(True)
 
     def start(self) -> None:
         if self.running:
@@ -263,7 +273,9 @@ class ExportDialog(QDialog):
             on_result=self._done,
             on_error=self._failed,
             on_cancelled=self._cancelled,
+            on_finished=self._finished,
         )
+        self._active = True
 
     def _set_running(self, running: bool) -> None:
         for w in (self.path_edit, self.preset, self.speed, self.crf, self.dub_only, self.dub_plus, self.per_language, self.multi_track, self.export_button):
@@ -310,7 +322,6 @@ class ExportDialog(QDialog):
             self.worker.cancel()
             self.cancel_button.setEnabled(False)
             self.stage.setText("Cancelling…")
-            self.worker.signals.finished.connect(lambda: self.cancel_button.setEnabled(True))
         else:
             self.accept()
 

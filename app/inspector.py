@@ -265,7 +265,7 @@ class Inspector(QWidget):
         if view is not None and view.duration_s:
             self.trim_out.setMaximum(view.duration_s)
             speech = sum(e - s for s, e in view.segments)
-            self.track_info.setText(f"{view.duration_s:.2f} s long, {speech:.1f} s of speech in {len(view.segments)} segment(s). {view.status}")
+            self.track_info.setText(f"{view.duration_s:.2f} s long; {speech:.1f} s of speech in {len(view.segments)} segment(s).")
         else:
             self.track_info.setText(view.error or view.status if view else "")
         self.track_path.setText(str(t.path))

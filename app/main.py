@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.errors import install_excepthook
-    from app.resources import icon, style_sheet
+    from app.resources import apply_theme, icon
     from app.settings import APP, ORG, AppSettings
     from engine.runtime.logs import setup_logging
 
@@ -63,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     app.setWindowIcon(icon("app"))
-    app.setStyle("Fusion")
-    app.setStyleSheet(style_sheet())
+    apply_theme(app)
     install_excepthook()
 
     from app.document import unclean_session

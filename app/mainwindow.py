@@ -131,7 +131,7 @@ class MainWindow(QMainWindow):
         split.addWidget(self.timeline)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
-        split.setSizes([480, 340])
+        split.setSizes([440, 400])
         split.setChildrenCollapsible(False)
         self.setCentralWidget(split)
         dock = QDockWidget("Inspector", self)

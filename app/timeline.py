@@ -31,10 +31,10 @@ from app.session import Session
 
 HEADER_W = 200
 RULER_H = 26
-THUMB_H = 46
-SECTION_H = 22
-PERSON_H = 54
-TRACK_H = 62
+THUMB_H = 42
+SECTION_H = 20
+PERSON_H = 50
+TRACK_H = 56
 MIN_PX_PER_S = 2.0
 MAX_PX_PER_S = 2000.0
 
@@ -399,7 +399,7 @@ class TimelineCanvas(QWidget):
             p.drawRoundedRect(rect, 4, 4)
             p.setPen(TEXT)
             p.setFont(self.small)
-            label = QFontMetrics(self.small).elidedText(f"🔗 {tname}", Qt.TextElideMode.ElideRight, int(max(0, rect.width() - 8)))
+            label = QFontMetrics(self.small).elidedText(f"♪ {tname}", Qt.TextElideMode.ElideRight, int(max(0, rect.width() - 8)))
             p.drawText(rect.adjusted(6, 0, -2, 0), Qt.AlignmentFlag.AlignVCenter, label)
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.restore()

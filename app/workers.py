@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from engine.errors import Cancelled
@@ -103,6 +104,19 @@ class WorkerPool(QObject):
         self.pool.setMaxThreadCount(max_threads)
         self.pool.setExpiryTimeout(2000)
         self._running: set[Worker] = set()
+        self.closed = False
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        # Results queued before a shutdown must not reach views that are gone by the time they arrive.
+        # A bound method of a Qt object that has been deleted meanwhile is skipped too.
+        owner = getattr(fn, "__self__", None)
+
+        def call(*args: Any) -> None:
+            if self.closed or (isinstance(owner, QObject) and not shiboken6.isValid(owner)):
+                return
+            fn(*args)
+
+        return call
 
     def start(
         self,
@@ -119,15 +133,15 @@ class WorkerPool(QObject):
         worker = Worker(fn, name)
         sig = worker.signals
         if on_result is not None:
-            sig.result.connect(on_result)
+            sig.result.connect(self._guard(on_result))
         if on_error is not None:
-            sig.error.connect(on_error)
+            sig.error.connect(self._guard(on_error))
         if on_progress is not None:
-            sig.progress.connect(on_progress)
+            sig.progress.connect(self._guard(on_progress))
         if on_cancelled is not None:
-            sig.cancelled.connect(on_cancelled)
+            sig.cancelled.connect(self._guard(on_cancelled))
         if on_finished is not None:
-            sig.finished.connect(on_finished)
+            sig.finished.connect(self._guard(on_finished))
         sig.finished.connect(lambda w=worker: self._running.discard(w))
         self._running.add(worker)
         self.pool.start(worker, priority)
@@ -135,7 +149,9 @@ class WorkerPool(QObject):
 
     @property
     def running(self) -> list[Worker]:
-        return [w for w in self._running if not w.done.is_set()]
+        """Workers started and not yet finished as far as the GUI thread knows (their ``finished``
+        signal not delivered yet): when this is empty, every result has been handled."""
+        return list(self._running)
 
     def cancel_all(self) -> None:
         for worker in list(self._running):
@@ -143,9 +159,11 @@ class WorkerPool(QObject):
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
         """Cancel everything, wait for the threads, and stop them. True when all stopped in time."""
+        self.closed = True
         self.cancel_all()
         ok = self.pool.waitForDone(timeout_ms)
         self.pool.clear()
+        self._running.clear()
         return bool(ok)
 
 

@@ -31,8 +31,8 @@ def test_result_and_progress_arrive_on_the_gui_thread(qtbot, pool) -> None:  # t
     w = pool.start(job, "t",
                    on_progress=lambda p: seen.append(("progress", p.done, threading.current_thread() is gui)),
                    on_result=lambda r: seen.append(("result", r, threading.current_thread() is gui)))
-    with qtbot.waitSignal(w.signals.finished, timeout=5000):
-        pass
+    qtbot.waitUntil(lambda: not pool.running, timeout=10000)  # finished has reached the GUI thread
+    assert w.done.is_set()
     assert ("result", True, True) in seen  # ran off the GUI thread, delivered on it
     progress = [s for s in seen if s[0] == "progress"]
     assert progress and all(s[2] for s in progress)
@@ -46,9 +46,8 @@ def test_error_and_cancel_are_reported_separately(qtbot, pool) -> None:  # type:
     def fails(progress, cancel):  # type: ignore[no-untyped-def]
         raise MediaError("cannot decode", path="/x.mp4")
 
-    w = pool.start(fails, "fail", on_error=errors.append, on_cancelled=lambda: cancelled.append(True))
-    with qtbot.waitSignal(w.signals.finished, timeout=5000):
-        pass
+    pool.start(fails, "fail", on_error=errors.append, on_cancelled=lambda: cancelled.append(True))
+    qtbot.waitUntil(lambda: not pool.running, timeout=10000)
     assert isinstance(errors[0], MediaError) and not cancelled
 
     started = threading.Event()
@@ -65,8 +64,7 @@ def test_error_and_cancel_are_reported_separately(qtbot, pool) -> None:  # type:
                    on_cancelled=lambda: cancelled.append(True))
     assert started.wait(5)
     w.cancel()
-    with qtbot.waitSignal(w.signals.finished, timeout=5000):
-        pass
+    qtbot.waitUntil(lambda: not pool.running, timeout=10000)
     assert cancelled == [True] and results == [] and len(errors) == 1
     assert issubclass(Cancelled, Exception)
 
