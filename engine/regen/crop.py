@@ -53,7 +53,7 @@ class CropGeometry:
         return asdict(self)
 
     @classmethod
-    def fit(cls, landmarks: np.ndarray, margin: float = 0.12) -> CropGeometry:
+    def fit(cls, landmarks: np.ndarray, margin: float = 0.06) -> CropGeometry:
         """The square that holds the mask region (nose base to chin, jaw to jaw) of most frames."""
         lm = np.asarray(landmarks, np.float64).reshape(-1, 468, 2)
         ok = np.isfinite(lm[:, [*list(JAW), NOSE_BASE, *list(RIGHT_EYE + LEFT_EYE)]]).all(axis=(1, 2))
@@ -61,11 +61,9 @@ class CropGeometry:
         if len(lm) == 0:
             return cls()
         canon = np.stack([apply_affine(canonical_transform(x), x) for x in lm])
-        region = canon[:, [*list(JAW), NOSE_BASE, CHIN]].copy()
-        # As in the mask region: nothing above the nose base counts (the jaw line ends by the ears).
-        region[..., 1] = np.maximum(region[..., 1], canon[:, NOSE_BASE, 1][:, None])
-        lo = np.percentile(region.reshape(-1, 2), 1, axis=0)
-        hi = np.percentile(region.reshape(-1, 2), 99, axis=0)
+        region = np.concatenate([region_polygon(c) for c in canon] + [canon[:, [NOSE_BASE, CHIN]].reshape(-1, 2)])
+        lo = np.percentile(region, 1, axis=0)
+        hi = np.percentile(region, 99, axis=0)
         # The top of the region is the nose base; the crop starts a little above it for context.
         lo[1] = min(lo[1], float(np.median(canon[:, NOSE_BASE, 1])) - 0.15)
         side = float(max(hi - lo)) * (1.0 + 2 * margin)
@@ -128,7 +126,7 @@ def warp_crop(frame: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def region_polygon(crop_landmarks: np.ndarray, side_pull: float = 0.15, top_margin: float = 0.03) -> np.ndarray:
+def region_polygon(crop_landmarks: np.ndarray, side_pull: float = 0.25, top_margin: float = 0.03) -> np.ndarray:
     """Polygon (in crop pixels) of the region the network may change: the jaw line closed under the nose.
 
     Jaw points above the nose base are lowered to it, and the sides are pulled ``side_pull`` of the way

@@ -31,8 +31,8 @@ def test_crop_is_pose_invariant_and_inverts() -> None:
     moved = _rotated(lm, 17.0, 1.6, (30.0, -12.0))
     m = crop_transform(moved, geo, 64)
     # A rotated, scaled, shifted face lands on the same crop pixels.
-    np.testing.assert_allclose(apply_affine(m, moved), base, atol=1e-6)
-    np.testing.assert_allclose(apply_affine(invert_affine(m), apply_affine(m, moved)), moved, atol=1e-6)
+    np.testing.assert_allclose(apply_affine(m, moved), base, atol=1e-4)
+    np.testing.assert_allclose(apply_affine(invert_affine(m), apply_affine(m, moved)), moved, atol=1e-4)
 
 
 def test_geometry_holds_the_region() -> None:
@@ -51,8 +51,8 @@ def test_region_alpha_is_zero_outside_and_one_in_the_mouth() -> None:
     alpha = region_alpha([c], 64)
     mouth = np.round(c[list(L.MOUTH_OUTER)].mean(0)).astype(int)
     assert alpha[mouth[1], mouth[0]] == 1.0
-    eye = np.round(c[list(L.RIGHT_EYE)].mean(0)).astype(int)
-    assert 0 <= eye[1] < 64 and alpha[: max(0, eye[1] + 1)].max() == 0.0  # nothing at eye level or above
+    nose = int(np.floor(c[L.NOSE_BASE, 1]))
+    assert 0 < nose < 64 and alpha[: nose + 1].max() == 0.0  # nothing at or above the nose base changes
     assert alpha[:, 0].max() == 0.0 and alpha[:, -1].max() == 0.0
     # The union with a more open target is a superset.
     wide = region_alpha([c, apply_affine(crop_transform(lm, geo, 64), face_landmarks(0.6))], 64)
