@@ -19,6 +19,9 @@ from engine.errors import EXIT_CANCELLED, EXIT_FAILED, Cancelled, LipdubError
 SUBCOMMAND_MODULES = [
     "engine.cli.probe",
     "engine.cli.analyse",
+    "engine.cli.render",
+    "engine.cli.eval",
+    "engine.cli.train_net",
 ]
 
 log = logging.getLogger("lipdub.cli")

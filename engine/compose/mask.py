@@ -1,0 +1,83 @@
+"""The compose mask: the lower face under the nose inside the jaw line, feathered inwards.
+
+The alpha is computed inside a tight region of interest (the polygons' bounding box plus a margin),
+so its cost follows the face size, not the frame size. Feathering goes inwards from the polygon
+edge (a distance transform), so alpha is exactly 0 on and outside the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from engine.lipsync.geometry import JAW, LEFT_EYE, LIPS_OUTER, RIGHT_EYE, UNDER_NOSE
+
+
+@dataclass
+class MaskROI:
+    """Alpha in [0, 1] (float32, h x w) for the frame box ``(x0, y0, x1, y1)``."""
+
+    alpha: np.ndarray
+    box: tuple[int, int, int, int]
+
+    @property
+    def empty(self) -> bool:
+        return self.alpha.size == 0 or not bool((self.alpha > 0).any())
+
+    def full(self, height: int, width: int) -> np.ndarray:
+        """The alpha over a whole frame (tests and visualisation; the renderer stays in the box)."""
+        out = np.zeros((height, width), np.float32)
+        x0, y0, x1, y1 = self.box
+        out[y0:y1, x0:x1] = self.alpha
+        return out
+
+
+def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2) -> np.ndarray:
+    """Polygon (K, 2) of the region that may change: under the nose, inside the jaw line.
+
+    The sides are pulled ``side_margin`` of the way in towards the mouth (along the eye line), away
+    from the cheek silhouette: on a turned head the silhouette's background is not skin, and the
+    mouth and chin, which are what speech moves, stay fully inside."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    top = lm[list(UNDER_NOSE)]
+    jaw = lm[list(JAW)]
+    # UNDER_NOSE runs cheek -> nose -> cheek; JAW runs cheek -> chin -> cheek: walk one, then the other back.
+    poly = np.concatenate([top, jaw[::-1]], axis=0)
+    if side_margin > 0:
+        centre = lm[list(LIPS_OUTER)].mean(0)
+        right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
+        axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
+        along = (poly - centre) @ axis
+        poly = poly - (side_margin * along)[:, None] * axis[None, :]
+    return poly
+
+
+def build_mask(
+    polygons: list[np.ndarray], frame_hw: tuple[int, int], feather_px: float, shrink_px: float = 0.0
+) -> MaskROI:
+    """Union of filled polygons, feathered ``feather_px`` inwards, optionally shrunk first."""
+    h, w = frame_hw
+    pts = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in polygons], axis=0)
+    margin = 2
+    x0 = int(max(0, np.floor(pts[:, 0].min()) - margin))
+    y0 = int(max(0, np.floor(pts[:, 1].min()) - margin))
+    x1 = int(min(w, np.ceil(pts[:, 0].max()) + margin + 1))
+    y1 = int(min(h, np.ceil(pts[:, 1].max()) + margin + 1))
+    if x1 <= x0 or y1 <= y0:
+        return MaskROI(np.zeros((0, 0), np.float32), (0, 0, 0, 0))
+    # Pad by one pixel so the box border counts as outside (the frame edge is an edge of the mask too).
+    hard = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
+    for p in polygons:
+        q = np.round((np.asarray(p, np.float64).reshape(-1, 2) - [x0 - 1, y0 - 1]) * 4).astype(np.int32)
+        cv2.fillPoly(hard, [q], 255, lineType=cv2.LINE_8, shift=2)
+    dist = cv2.distanceTransform(hard, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    alpha = np.clip((dist - shrink_px) / max(feather_px, 1e-3), 0.0, 1.0).astype(np.float32)
+    # Pixels beyond the frame were never in the box; the padding only shaped the distance.
+    return MaskROI(alpha, (x0, y0, x1, y1))
+
+
+def mask_ring(mask: MaskROI, lo: float = 0.05, hi: float = 0.6) -> np.ndarray:
+    """Boolean ring just inside the mask edge (alpha between ``lo`` and ``hi``)."""
+    return (mask.alpha > lo) & (mask.alpha <= hi)

@@ -1,0 +1,224 @@
+"""Speaker model: audio -> mouth shape code, per frame.
+
+Input: Whisper-base encoder vectors (512-d, 50 Hz) in a half-second window around each frame (the
+window is symmetric, so the model can learn that lips lead the sound), averaged into five 0.1 s
+slices and normalised per track (a dubbed voice maps into the same space as the original one).
+Regression: ridge in its dual (kernel) form, the penalty chosen by blocked cross-validation inside
+the training frames. Optional prior: a model of the speaker-normalised opening learned from other
+speakers the user processed (the speaker library); the speaker's own model then fits what the prior
+leaves unexplained. With too little speech there is a language-neutral fallback: the 1.8-4.5 kHz band
+energy drives the opening, scaled to the speaker's observed range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SLICES = 5  # time slices the half-second window is averaged into
+LAMBDAS = np.logspace(-1, 4, 11)  # ridge penalties tried, relative to the mean kernel diagonal
+
+
+@dataclass
+class TrackNorm:
+    """Per-track feature normalisation (mean/std of each encoder dimension over the track's speech)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @staticmethod
+    def from_vectors(vectors: np.ndarray, speech: np.ndarray | None = None) -> TrackNorm:
+        v = np.asarray(vectors, np.float32)
+        if speech is not None and int(np.asarray(speech).sum()) >= 50:
+            v = v[np.asarray(speech, bool)]
+        if len(v) == 0:
+            return TrackNorm(np.zeros(v.shape[1], np.float32), np.ones(v.shape[1], np.float32))
+        return TrackNorm(v.mean(0), v.std(0) + 1e-3)
+
+
+def pool_window(windows: np.ndarray, norm: TrackNorm, slices: int = SLICES) -> np.ndarray:
+    """(N, k, 512) feature windows -> (N, slices * 512) normalised, slice-averaged design rows."""
+    w = (np.asarray(windows, np.float32) - norm.mean) / norm.std
+    parts = np.array_split(np.arange(w.shape[1]), slices)
+    pooled = np.concatenate([w[:, p, :].mean(1) for p in parts], axis=1)
+    return pooled / np.sqrt(pooled.shape[1])
+
+
+@dataclass
+class KernelRidge:
+    """Linear ridge regression in dual form (cheap when rows << features)."""
+
+    x: np.ndarray
+    alpha: np.ndarray
+    y_mean: np.ndarray
+    x_mean: np.ndarray
+    lam: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.x_mean) @ (self.x.T @ self.alpha) + self.y_mean
+
+
+def _blocks(n: int, folds: int) -> list[np.ndarray]:
+    return [b for b in np.array_split(np.arange(n), folds) if len(b)]
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int = 5) -> KernelRidge:
+    """Ridge with its penalty chosen by contiguous-block cross-validation on (x, y)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64).reshape(len(x), -1)
+    n = len(x)
+    x_mean = x.mean(0)
+    xc = x - x_mean
+    k_full = xc @ xc.T
+    scale = float(np.mean(np.diag(k_full))) or 1.0
+    best_lam, best_err = float(lambdas[len(lambdas) // 2]), np.inf
+    if n >= 2 * folds:
+        errs = np.zeros(len(lambdas))
+        for held in _blocks(n, folds):
+            train = np.setdiff1d(np.arange(n), held)
+            # Centre on the training part only, as at fit time.
+            mu = x[train].mean(0)
+            xt, xh = x[train] - mu, x[held] - mu
+            yt_mean = y[train].mean(0)
+            kt = xt @ xt.T
+            kh = xh @ xt.T
+            evals, evecs = np.linalg.eigh(kt)
+            proj = evecs.T @ (y[train] - yt_mean)
+            for j, lam in enumerate(lambdas):
+                a = evecs @ (proj / (evals + lam * scale)[:, None])
+                errs[j] += float(np.sum((kh @ a + yt_mean - y[held]) ** 2))
+        best = int(np.argmin(errs))
+        best_lam, best_err = float(lambdas[best]), errs[best]
+    y_mean = y.mean(0)
+    alpha = np.linalg.solve(k_full + best_lam * scale * np.eye(n), y - y_mean)
+    del best_err
+    return KernelRidge(xc, alpha, y_mean, x_mean, best_lam)
+
+
+@dataclass
+class PriorModel:
+    """Speaker-normalised mouth opening (z-score) from audio, learned from other speakers."""
+
+    ridge: KernelRidge
+    speakers: list[str] = field(default_factory=list)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.ridge.predict(x)[:, 0]
+
+
+def fit_prior(entries: list[tuple[str, np.ndarray, np.ndarray]], max_rows: int = 2000) -> PriorModel | None:
+    """A prior from library entries (speaker key, design rows, z-scored opening); None when empty."""
+    if len(entries) < 2:
+        return None
+    per = max(50, max_rows // len(entries))
+    xs, ys = [], []
+    for _, x, y in entries:
+        idx = np.linspace(0, len(x) - 1, min(len(x), per)).astype(int)
+        xs.append(np.asarray(x, np.float64)[idx])
+        ys.append(np.asarray(y, np.float64)[idx])
+    ridge = fit_ridge(np.concatenate(xs), np.concatenate(ys)[:, None], folds=4)
+    return PriorModel(ridge, [k for k, _, _ in entries])
+
+
+@dataclass
+class SpeakerModel:
+    """audio design rows -> shape codes (in units of the shape model's per-component std)."""
+
+    code_scale: np.ndarray
+    ridge: KernelRidge | None
+    prior: PriorModel | None
+    prior_map: np.ndarray | None  # (2, C): codes ~ [prior, 1] @ prior_map
+    energy_map: np.ndarray | None  # (2, C): codes ~ [energy z, 1] @ energy_map (language-neutral)
+    kind: str  # "speaker", "speaker+prior", "prior", "energy"
+
+    def predict(self, x: np.ndarray | None, energy_z: np.ndarray | None = None) -> np.ndarray:
+        """Codes per frame from design rows ``x`` (and the band energy z-scores for the fallback)."""
+        if self.kind == "energy":
+            if energy_z is None or self.energy_map is None:
+                raise ValueError("the energy fallback needs the band energy")
+            e = np.asarray(energy_z, np.float64)
+            return np.stack([e, np.ones_like(e)], 1) @ self.energy_map * self.code_scale
+        assert x is not None
+        out = np.zeros((len(x), len(self.code_scale)))
+        if self.prior is not None and self.prior_map is not None:
+            p = self.prior.predict(x)
+            out += np.stack([p, np.ones_like(p)], 1) @ self.prior_map
+        if self.ridge is not None:
+            out += self.ridge.predict(x)
+        return out * self.code_scale
+
+
+def _lstsq_map(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    design = np.stack([a, np.ones_like(a)], 1)
+    return np.linalg.lstsq(design, y, rcond=None)[0]
+
+
+def fit_speaker_model(
+    x: np.ndarray,
+    codes: np.ndarray,
+    code_scale: np.ndarray,
+    prior: PriorModel | None = None,
+    min_frames: int = 75,
+) -> SpeakerModel:
+    """Fit on speaking frames: design rows ``x`` (N, D) and the speaker's codes (N, C).
+
+    With fewer than ``min_frames`` rows the speaker's own regression is not trusted: the prior alone
+    (mapped to this speaker's codes when there is anything to map with) is used."""
+    y = np.asarray(codes, np.float64) / code_scale
+    n = len(y)
+    if n < min_frames:
+        if prior is None:
+            raise ValueError("too little speech for a speaker model and no prior")
+        p = prior.predict(x) if n else np.zeros(0)
+        pmap = _lstsq_map(p, y) if n >= 10 else np.zeros((2, y.shape[1] if y.ndim == 2 else len(code_scale)))
+        return SpeakerModel(code_scale, None, prior, pmap, None, "prior")
+    if prior is None:
+        return SpeakerModel(code_scale, fit_ridge(x, y), None, None, None, "speaker")
+    p = prior.predict(x)
+    pmap = _lstsq_map(p, y)
+    resid = y - np.stack([p, np.ones_like(p)], 1) @ pmap
+    return SpeakerModel(code_scale, fit_ridge(x, resid), prior, pmap, None, "speaker+prior")
+
+
+def energy_fallback(codes: np.ndarray, opening: np.ndarray, code_scale: np.ndarray, rest: np.ndarray) -> SpeakerModel:
+    """Language-neutral model: band-energy z-score -> opening, within the speaker's observed range.
+
+    Codes move along the speaker's own opening direction (codes regressed on the opening); energy z
+    of 0 sits at the speaker's median speaking opening, +-1 at a quarter of their opening range."""
+    y = np.asarray(codes, np.float64) / code_scale
+    op = np.asarray(opening, np.float64)
+    slope = _lstsq_map(op, y)[0] if len(op) >= 3 and np.std(op) > 0 else np.eye(len(code_scale))[0]
+    med = float(np.median(op)) if len(op) else 0.0
+    span = float(np.quantile(op, 0.95) - np.quantile(op, 0.05)) / 4 if len(op) >= 3 else 0.05
+    base = rest / code_scale + slope * (med - float(np.quantile(op, 0.1) if len(op) else 0.0))
+    emap = np.stack([slope * span, base])
+    return SpeakerModel(code_scale, None, None, None, emap, "energy")
+
+
+def rest_weights(speech: np.ndarray, fps: float, min_silence_s: float = 0.3, ramp_s: float = 0.08) -> np.ndarray:
+    """Per frame, how much the mouth should rest (1 = closed): silences of ``min_silence_s`` or more,
+    with short ramps in and out so the lips close and open smoothly instead of snapping."""
+    sp = np.asarray(speech, bool)
+    n = len(sp)
+    w = np.zeros(n)
+    i = 0
+    min_len = max(1, round(min_silence_s * fps))
+    while i < n:
+        if sp[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not sp[j]:
+            j += 1
+        if j - i >= min_len or i == 0 or j == n:
+            w[i:j] = 1.0
+        i = j
+    ramp = max(1, round(ramp_s * fps))
+    if ramp > 1:
+        kernel = np.ones(ramp) / ramp
+        # Grow the rest region by nothing and soften only its edges inside speech: a max with the
+        # blurred mask keeps silent frames fully at rest.
+        blurred = np.convolve(w, kernel, mode="same")
+        w = np.maximum(w, blurred * 0.8)
+    return np.clip(w, 0.0, 1.0)

@@ -1,0 +1,222 @@
+"""Retrieval synthesis: the mouth for a target shape, taken from the speaker's own frames.
+
+For each target frame: candidates are the speaker's source frames whose mouth code and head pose are
+closest to the target; a Viterbi path through them favours consecutive source frames (real motion,
+no texture flicker); the chosen frame's lower face is warped piecewise-affinely (a fixed Delaunay
+triangulation of mouth, jaw and cheek points) onto the target landmarks, which are the target frame's
+own face with its mouth and jaw moved to the target shape. Real teeth, beard and lips, native
+resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from engine.lipsync.geometry import (
+    JAW,
+    LIPS_OUTER,
+    LOWER_FACE_INNER,
+    SHAPE_POINTS,
+    UNDER_NOSE,
+    interocular,
+    to_canonical,
+)
+
+# Warp control points: mouth + jaw (these follow the target shape) and the surrounding lower face.
+WARP_POINTS = tuple(dict.fromkeys(SHAPE_POINTS + LOWER_FACE_INNER + UNDER_NOSE + (1, 4, 5, 195)))
+WARP_INDEX = np.asarray(WARP_POINTS, np.int64)
+# An outer ring (jaw and under-nose points pushed away from the mouth) keeps the warp's support
+# wider than the compose mask; it is taken from the frames' own, unmoved landmarks.
+RING_SOURCES = np.asarray(JAW + UNDER_NOSE, np.int64)
+RING_FACTOR = 1.35
+
+
+def ring_points(landmarks: np.ndarray) -> np.ndarray:
+    lm = np.asarray(landmarks, np.float64)
+    centre = lm[list(LIPS_OUTER)].mean(0)
+    return centre + (lm[RING_SOURCES] - centre) * RING_FACTOR
+
+
+def control_points(moved: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """Warp control points: lower-face points of ``moved`` plus the outer ring of ``own``."""
+    return np.concatenate([np.asarray(moved, np.float64)[WARP_INDEX], ring_points(own)], axis=0)
+
+
+@dataclass
+class TextureBank:
+    """The speaker's source frames usable as mouth texture: their lower-face crops and geometry.
+
+    ``crops`` may be a disk-backed memmap so memory does not grow with the footage."""
+
+    frames: np.ndarray  # (N,) source frame indices, increasing
+    codes: np.ndarray  # (N, C) shape codes
+    pose: np.ndarray  # (N, 3) yaw, pitch, roll in degrees
+    landmarks: np.ndarray  # (N, 468, 2) image px
+    origins: np.ndarray  # (N, 2) crop top-left in the source frame (x, y)
+    crops: np.ndarray  # (N, H, W, 3) uint8
+    triangles: np.ndarray  # (T, 3) indices into control_points
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def crop_box(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and size (w, h) of the region a frame's texture must cover."""
+    pts = control_points(landmarks, landmarks)
+    lo, hi = pts.min(0), pts.max(0)
+    return (lo + hi) / 2, hi - lo
+
+
+def fixed_triangulation(landmarks: np.ndarray) -> np.ndarray:
+    """One Delaunay triangulation of the control points of a typical face (same for every frame, so
+    the warp never changes topology between frames)."""
+    canon, _ = to_canonical(np.asarray(landmarks, np.float64).reshape(-1, 468, 2))
+    mean = canon.mean(0)
+    pts = control_points(mean, mean)
+    return np.asarray(Delaunay(pts).simplices, np.int32)
+
+
+class BankWriter:
+    """Fills a :class:`TextureBank` frame by frame while the source video is decoded once."""
+
+    def __init__(
+        self,
+        frames: np.ndarray,
+        codes: np.ndarray,
+        pose: np.ndarray,
+        landmarks: np.ndarray,
+        frame_hw: tuple[int, int],
+        path: Path | None = None,
+    ) -> None:
+        self.frames = np.asarray(frames, np.int64)
+        lm = np.asarray(landmarks, np.float64)
+        sizes = np.stack([crop_box(x)[1] for x in lm]) if len(lm) else np.ones((1, 2))
+        w, h = (np.max(sizes, axis=0) * 1.1 + 8).astype(int)
+        h, w = int(min(h, frame_hw[0])), int(min(w, frame_hw[1]))
+        self.size = (w, h)
+        shape = (len(self.frames), h, w, 3)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.crops: np.ndarray = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        else:
+            self.crops = np.zeros(shape, np.uint8)
+        self.origins = np.zeros((len(self.frames), 2), np.int64)
+        self.codes, self.pose, self.landmarks = np.asarray(codes), np.asarray(pose), lm
+        self.frame_hw = frame_hw
+        self._pos = {int(f): i for i, f in enumerate(self.frames)}
+        self.triangles = fixed_triangulation(lm) if len(lm) else np.zeros((0, 3), np.int32)
+
+    def wants(self, frame_index: int) -> bool:
+        return frame_index in self._pos
+
+    def add(self, frame_index: int, image: np.ndarray) -> None:
+        i = self._pos[frame_index]
+        centre, _ = crop_box(self.landmarks[i])
+        w, h = self.size
+        fh, fw = self.frame_hw
+        x0 = int(np.clip(round(centre[0] - w / 2), 0, max(0, fw - w)))
+        y0 = int(np.clip(round(centre[1] - h / 2), 0, max(0, fh - h)))
+        self.crops[i] = image[y0 : y0 + h, x0 : x0 + w]
+        self.origins[i] = (x0, y0)
+
+    def finish(self) -> TextureBank:
+        if isinstance(self.crops, np.memmap):
+            self.crops.flush()
+        return TextureBank(self.frames, self.codes, self.pose, self.landmarks, self.origins, self.crops, self.triangles)
+
+
+def plan_path(
+    target_codes: np.ndarray,
+    target_pose: np.ndarray,
+    valid: np.ndarray,
+    bank: TextureBank,
+    code_scale: np.ndarray,
+    k: int = 16,
+    pose_weight: float = 0.02,
+    jump_cost: float = 0.6,
+    hold_cost: float = 0.3,
+) -> np.ndarray:
+    """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
+    frames, free to continue with the next source frame, paying to jump elsewhere."""
+    n = len(target_codes)
+    path = np.full(n, -1, np.int64)
+    if len(bank) == 0:
+        return path
+    w = np.ones(len(code_scale))
+    w[: min(3, len(w))] = 3.0  # opening, width, jaw matter most
+    bank_c = bank.codes / code_scale * np.sqrt(w)
+    bank_p = np.asarray(bank.pose, np.float64)[:, :2]
+    tgt_c = np.asarray(target_codes, np.float64) / code_scale * np.sqrt(w)
+    tgt_p = np.asarray(target_pose, np.float64)[:, :2]
+    k = min(k, len(bank))
+    t = 0
+    while t < n:
+        if not valid[t]:
+            t += 1
+            continue
+        end = t
+        while end < n and valid[end]:
+            end += 1
+        seg = np.arange(t, end)
+        d = ((tgt_c[seg, None, :] - bank_c[None]) ** 2).sum(-1) / len(w)
+        d += pose_weight * ((tgt_p[seg, None, :] - bank_p[None]) ** 2).sum(-1)
+        cand = np.argpartition(d, k - 1, axis=1)[:, :k]
+        unary = np.take_along_axis(d, cand, 1)
+        cost = unary[0].copy()
+        back = np.zeros((len(seg), k), np.int64)
+        for s in range(1, len(seg)):
+            prev, cur = cand[s - 1], cand[s]
+            step = bank.frames[cur][None, :] - bank.frames[prev][:, None]
+            trans = np.where(step == 1, 0.0, np.where(step == 0, hold_cost, jump_cost))
+            total = cost[:, None] + trans
+            back[s] = np.argmin(total, axis=0)
+            cost = total[back[s], np.arange(k)] + unary[s]
+        j = int(np.argmin(cost))
+        for s in range(len(seg) - 1, -1, -1):
+            path[seg[s]] = cand[s, j]
+            j = back[s, j]
+        t = end
+    return path
+
+
+def warp_to_box(
+    bank: TextureBank,
+    j: int,
+    dst_points: np.ndarray,
+    box: tuple[int, int, int, int],
+) -> np.ndarray:
+    """Bank frame ``j``'s texture warped so its control points land on ``dst_points`` (image px),
+    rendered for the frame box ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = box
+    src_pts = control_points(bank.landmarks[j], bank.landmarks[j]) - bank.origins[j]
+    dst = np.asarray(dst_points, np.float64) - [x0, y0]
+    tris = bank.triangles
+    h, w = y1 - y0, x1 - x0
+    labels = np.zeros((h, w), np.int32)
+    # Affine per triangle mapping destination (x, y, 1) to source (x, y).
+    mats = np.zeros((len(tris) + 1, 2, 3), np.float64)
+    mats[0] = [[0, 0, -1e4], [0, 0, -1e4]]  # uncovered pixels read outside the crop
+    for ti, tri in enumerate(tris):
+        d = dst[tri]
+        area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
+        if abs(area) < 1e-6:
+            continue
+        mats[ti + 1] = cv2.getAffineTransform(d.astype(np.float32), src_pts[tri].astype(np.float32))
+        cv2.fillConvexPoly(labels, np.round(d * 16).astype(np.int32), ti + 1, lineType=cv2.LINE_8, shift=4)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    m = mats[labels].astype(np.float32)
+    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
+    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+    return cv2.remap(
+        np.asarray(bank.crops[j]), map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def feather_px(landmarks: np.ndarray) -> float:
+    """Feather width for a face: a tenth of the inter-ocular distance, at least 2 px."""
+    return float(max(2.0, 0.1 * float(interocular(landmarks))))

@@ -1,0 +1,22 @@
+"""FaceAnalysis (engine.faces) -> the engine's FaceTrack, one per identity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.pipeline.tracks import FaceTrack
+
+
+def convert(analysis: object) -> list[FaceTrack]:
+    from engine.faces import FaceAnalysis
+
+    if not isinstance(analysis, FaceAnalysis):
+        raise TypeError(f"expected a FaceAnalysis, got {type(analysis).__name__}")
+    cuts = np.asarray(sorted(int(c) for c in analysis.cuts), np.int64)
+    out = []
+    for ident in analysis.identities:
+        flags = np.asarray(ident.flags)
+        lm = np.asarray(ident.landmarks, np.float64)
+        usable = (flags == 0) & np.isfinite(lm).all(axis=(1, 2))
+        out.append(FaceTrack(str(ident.id), np.asarray(ident.frames), lm, np.asarray(ident.pose), usable, cuts))
+    return out

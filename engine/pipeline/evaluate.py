@@ -1,0 +1,456 @@
+"""``lipdub eval``: QUALITY.md sections 1-3 on a folder of clips, one table, contact sheets, side-by-sides.
+
+For each clip: (1) self-reconstruction: fit on the first 70% of the frames with the clip's own audio,
+render the last 30% from the audio alone, re-analyse the rendered frames with engine.faces and compare
+with the real frames; (2) dubbed: fit on the whole clip, render it with a dub from ``audio/``,
+re-analyse, and score the sync meter (with its two reference rows), natural motion and rest in the
+dub's silences; (3) integrity and stability on both renders: untouched pixels outside the mask,
+jitter, seams. The speaker prior comes from the other clips only (leave-one-out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engine.lipsync.geometry import mouth_opening
+from engine.lipsync.metrics import gradient_ring, jitter, motion_lmd, mouth_box, psnr_ssim, sync_meter
+from engine.pipeline.fit import (
+    AudioTrack,
+    SpeakerFit,
+    TrackSignals,
+    active_speaker,
+    fit_speaker,
+    load_prior,
+    save_to_library,
+    target_codes,
+    track_signals,
+)
+from engine.pipeline.session import FrameResult, plan_face, render_frames
+from engine.pipeline.tracks import FaceTrack, tracks_from_analysis
+from engine.runtime.jobs import CancelToken, ProgressFn, check_cancel
+
+log = logging.getLogger("lipdub.pipeline.evaluate")
+
+TRAIN_FRACTION = 0.7
+
+
+@dataclass
+class Clip:
+    name: str
+    path: Path
+    frame_times: np.ndarray
+    fps: float
+    size: tuple[int, int]  # (h, w)
+    track: FaceTrack  # the main speaker
+    tracks: list[FaceTrack]
+    signals: TrackSignals
+    speaking: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.frame_times)
+
+
+def load_audio16k(path: Path) -> AudioTrack:
+    from engine.media.audio import decode_audio
+
+    a = decode_audio(path, sample_rate=16000, channels=1)
+    return AudioTrack(a.mono(), float(a.start_time))
+
+
+def load_clip(path: Path, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Clip | None:
+    from engine.faces import analyse
+    from engine.media.probe import probe
+
+    info = probe(path).require_video()
+    analysis = analyse(path, progress=progress, cancel=cancel)
+    tracks = tracks_from_analysis(analysis)
+    if not tracks:
+        log.warning("%s: no face found, skipped", path)
+        return None
+    main = max(tracks, key=lambda t: int(t.usable.sum()))
+    times = np.asarray(info.frame_times, np.float64)
+    signals = track_signals(load_audio16k(path), times, cancel=cancel)
+    speaking = active_speaker(tracks, signals.energy_db, signals.speech, info.fps)[main.identity]
+    return Clip(path.stem, path, times, float(info.fps), (info.height, info.width), main, tracks, signals, speaking)
+
+
+class Reanalyser:
+    """Streams rendered frames through the face tracker and gives the main face's landmarks per frame."""
+
+    def __init__(self, fps: float, hw: tuple[int, int]) -> None:
+        from engine.faces import FaceTrackingSession, get_backend
+
+        self.session = FaceTrackingSession(get_backend("builtin"), fps, hw[1], hw[0])
+        self.indices: list[int] = []
+        self.times: list[float] = []
+
+    def add(self, index: int, t: float, bgr: np.ndarray) -> None:
+        self.session.process(index, t, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        self.indices.append(index)
+        self.times.append(t)
+
+    def landmarks(self, n: int) -> np.ndarray:
+        """(n, 468, 2) over the video, NaN where the main face was not found."""
+        ids, _ = self.session.finish(np.asarray(self.times))
+        out = np.full((n, 468, 2), np.nan)
+        if ids:
+            best = max(ids, key=lambda i: len(i.frames))
+            f = np.asarray(best.frames)
+            out[f[f < n]] = np.asarray(best.landmarks)[f < n]
+        return out
+
+
+@dataclass
+class FrameStats:
+    """Per-render integrity measures collected frame by frame."""
+
+    frames: int = 0
+    untouched_ok: int = 0
+    changed_frames: int = 0
+    seam_render: list[float] = field(default_factory=list)
+    seam_source: list[float] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+
+    def add(self, original: np.ndarray, result: np.ndarray, details: list[FrameResult],
+            real_landmarks: np.ndarray | None) -> None:
+        self.frames += 1
+        h, w = original.shape[:2]
+        alpha = np.zeros((h, w), np.float32)
+        for d in details:
+            alpha = np.maximum(alpha, d.mask.full(h, w))
+        outside = alpha == 0
+        if np.array_equal(result[outside], original[outside]):
+            self.untouched_ok += 1
+        if not details:
+            return
+        self.changed_frames += 1
+        for d in details:
+            x0, y0, x1, y1 = d.mask.box
+            ring = (d.mask.alpha > 0) & (d.mask.alpha < 1)
+            self.seam_render.append(gradient_ring(result[y0:y1, x0:x1], ring))
+            self.seam_source.append(gradient_ring(original[y0:y1, x0:x1], ring))
+        if real_landmarks is not None and np.isfinite(real_landmarks).all():
+            bx0, by0, bx1, by1 = mouth_box(real_landmarks, (h, w))
+            p, s = psnr_ssim(result[by0:by1, bx0:bx1], original[by0:by1, bx0:bx1])
+            self.psnr.append(p)
+            self.ssim.append(s)
+
+    @property
+    def untouched(self) -> float:
+        return self.untouched_ok / max(1, self.frames)
+
+    @property
+    def seam_ratio(self) -> float:
+        r, s = np.nanmean(self.seam_render or [np.nan]), np.nanmean(self.seam_source or [np.nan])
+        return float(r / s) if s and np.isfinite(s) else float("nan")
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    good = np.isfinite(a) & np.isfinite(b)
+    if good.sum() < 5 or np.std(a[good]) == 0 or np.std(b[good]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[good], b[good])[0, 1])
+
+
+def _valid_rows(lm: np.ndarray) -> np.ndarray:
+    return np.isfinite(lm).all(axis=(1, 2))
+
+
+def _sheet(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, max_w: int = 1400) -> None:
+    """A grid of (original | result) pairs, three pairs per row."""
+    if not pairs:
+        return
+    _h, w = pairs[0][0].shape[:2]
+    cell_w = max_w // 3
+    scale = min(1.0, cell_w / (2 * w))
+    cells = []
+    for o, r in pairs:
+        c = np.concatenate([o, r], 1)
+        cells.append(cv2.resize(c, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    while len(cells) % 3:
+        cells.append(np.zeros_like(cells[0]))
+    rows = [np.concatenate(cells[i : i + 3], 1) for i in range(0, len(cells), 3)]
+    cv2.imwrite(str(path), np.concatenate(rows, 0))
+
+
+class SideBySide:
+    """A short original | result mp4 (with the track's audio), at most ``max_h`` pixels high."""
+
+    def __init__(self, path: Path, hw: tuple[int, int], fps: float, audio: AudioTrack | None, max_h: int = 480) -> None:
+        from engine.media.writer import AudioTrack as MuxTrack
+        from engine.media.writer import VideoWriter
+
+        h, w = hw
+        s = min(1.0, max_h / h)
+        self.size = (round(w * s / 2) * 2, round(h * s / 2) * 2)
+        tracks = []
+        if audio is not None:
+            tracks.append(MuxTrack(audio.samples.reshape(-1, 1).astype(np.float32), 16000, start_time=audio.offset_s))
+        self.writer = VideoWriter(path, 2 * self.size[0], self.size[1], fps=fps, audio_tracks=tracks,
+                                  input_format="bgr24")
+
+    def add(self, original: np.ndarray, result: np.ndarray) -> None:
+        o = cv2.resize(original, self.size, interpolation=cv2.INTER_AREA)
+        r = cv2.resize(result, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(np.concatenate([o, r], 1))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _render_and_measure(
+    clip: Clip, fit: SpeakerFit, codes: np.ndarray, start: int, stop: int, sheet_every: int,
+    side: SideBySide | None, cancel: CancelToken | None,
+) -> tuple[np.ndarray, FrameStats, list[tuple[np.ndarray, np.ndarray]]]:
+    plan = plan_face(clip.track, fit, codes)
+    stats = FrameStats()
+    re = Reanalyser(clip.fps, clip.size)
+    _, real_lm, _ = clip.track.dense(clip.n)
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def on_frame(i: int, original: np.ndarray, result: np.ndarray, details: list[FrameResult]) -> None:
+        stats.add(original, result, details, real_lm[i])
+        re.add(i, float(clip.frame_times[i]), result)
+        if (i - start) % sheet_every == 0 and len(pairs) < 12:
+            pairs.append((original, result))
+        if side is not None:
+            side.add(original, result)
+
+    render_frames(clip.path, [plan], lambda i, f: None, start, stop, cancel=cancel, on_frame=on_frame)
+    if side is not None:
+        side.close()
+    return re.landmarks(clip.n), stats, pairs
+
+
+def self_reconstruction(clip: Clip, library: Path, out_dir: Path, cancel: CancelToken | None) -> dict[str, Any]:
+    n = clip.n
+    split = round(n * TRAIN_FRACTION)
+    train = np.arange(n) < split
+    prior = load_prior(exclude={clip.name}, directory=library)
+    t0 = time.monotonic()
+    fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, train=train, prior=prior,
+                      bank_path=out_dir / f".{clip.name}_bank_self.npy", cancel=cancel)
+    fit_s = time.monotonic() - t0
+    codes = target_codes(fit, clip.signals, clip.fps)
+    t0 = time.monotonic()
+    rendered, stats, pairs = _render_and_measure(clip, fit, codes, split, n, max(1, (n - split) // 6), None, cancel)
+    render_s = time.monotonic() - t0
+    (out_dir / f".{clip.name}_bank_self.npy").unlink(missing_ok=True)
+    _sheet(pairs, out_dir / f"{clip.name}_self.png")
+    held = np.arange(split, n)
+    _, real, _ = clip.track.dense(n)
+    ok = _valid_rows(rendered[held]) & _valid_rows(real[held])
+    hr = held[ok]
+    op_render = mouth_opening(rendered[hr])
+    op_real = mouth_opening(real[hr])
+    lmd, lmd_still = motion_lmd(rendered[hr], real[hr]) if len(hr) > 2 else (np.nan, np.nan)
+    # What the model asked for (target landmarks), before synthesis and re-analysis.
+    op_target = np.array([mouth_opening(fit.shape.apply_to_frame(real[i], codes[i])) for i in hr])
+    return {
+        "clip": clip.name, "seconds": n / clip.fps, "held_frames": len(hr), "model": fit.model.kind,
+        "r_open": _corr(op_render, op_real), "r_target": _corr(op_target, op_real),
+        "lmd_ratio": lmd / lmd_still if lmd_still else np.nan,
+        "psnr": float(np.nanmean(stats.psnr or [np.nan])), "ssim": float(np.nanmean(stats.ssim or [np.nan])),
+        "untouched_self": stats.untouched, "jitter_self": jitter(rendered[hr]) / jitter(real[hr]) if len(hr) > 3 else np.nan,
+        "seam_self": stats.seam_ratio, "fit_s": fit_s, "render_fps": (n - split) / max(render_s, 1e-6),
+    }
+
+
+def _silence_runs(speech: np.ndarray, fps: float, min_s: float = 0.3) -> np.ndarray:
+    out = np.zeros(len(speech), bool)
+    i = 0
+    while i < len(speech):
+        if speech[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(speech) and not speech[j]:
+            j += 1
+        if (j - i) / fps >= min_s:
+            out[i:j] = True
+        i = j
+    return out
+
+
+def _closures_per_s(opening: np.ndarray, speech: np.ndarray, level: float, fps: float) -> float:
+    op = np.where(speech, opening, np.nan)
+    closed = op <= level
+    events = int(np.sum(closed[1:] & ~closed[:-1] & np.isfinite(op[:-1])))
+    secs = float(np.sum(speech & np.isfinite(opening))) / fps
+    return events / secs if secs > 0 else float("nan")
+
+
+def dubbed(clip: Clip, dub_path: Path, library: Path, out_dir: Path, cancel: CancelToken | None) -> dict[str, Any]:
+    n = clip.n
+    prior = load_prior(exclude={clip.name}, directory=library)
+    fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, prior=prior,
+                      bank_path=out_dir / f".{clip.name}_bank_dub.npy", cancel=cancel)
+    dub_audio = load_audio16k(dub_path)
+    dub_audio = AudioTrack(dub_audio.samples, float(clip.frame_times[0]))
+    dub = track_signals(dub_audio, clip.frame_times, cancel=cancel)
+    codes = target_codes(fit, dub, clip.fps)
+    side_n = min(n, round(8 * clip.fps))
+    side = SideBySide(out_dir / f"{clip.name}_dub.mp4", clip.size, clip.fps,
+                      AudioTrack(dub_audio.samples[: int(16000 * (side_n / clip.fps + 1))], 0.0))
+    written = {"n": 0}
+
+    class _Limited:
+        def add(self, o: np.ndarray, r: np.ndarray) -> None:
+            if written["n"] < side_n:
+                side.add(o, r)
+                written["n"] += 1
+
+        def close(self) -> None:
+            side.close()
+
+    rendered, stats, pairs = _render_and_measure(clip, fit, codes, 0, n, max(1, n // 12), _Limited(), cancel)  # type: ignore[arg-type]
+    (out_dir / f".{clip.name}_bank_dub.npy").unlink(missing_ok=True)
+    _sheet(pairs, out_dir / f"{clip.name}_dub.png")
+    _, real, _ = clip.track.dense(n)
+    op_render = np.where(_valid_rows(rendered), mouth_opening(np.nan_to_num(rendered)), np.nan)
+    op_real = np.where(_valid_rows(real), mouth_opening(np.nan_to_num(real)), np.nan)
+    own = sync_meter(op_real, clip.signals.energy_db, clip.fps)
+    ref_dub = sync_meter(op_real, dub.energy_db, clip.fps)
+    res = sync_meter(op_render, dub.energy_db, clip.fps)
+    sp_real = clip.signals.speech & np.isfinite(op_real)
+    sp_dub = dub.speech & np.isfinite(op_render)
+    std_ratio = np.nanstd(op_render[sp_dub]) / np.nanstd(op_real[sp_real]) if sp_dub.any() and sp_real.any() else np.nan
+    spd_r = np.abs(np.diff(op_render))[sp_dub[1:]]
+    spd_o = np.abs(np.diff(op_real))[sp_real[1:]]
+    speed_ratio = np.nanmean(spd_r) / np.nanmean(spd_o) if len(spd_r) and len(spd_o) else np.nan
+    # Resting level: the speaker's closed mouth, with a tolerance of a quarter of their speech range.
+    speech_ops = op_real[sp_real]
+    span = float(np.nanpercentile(speech_ops, 90) - np.nanpercentile(speech_ops, 10)) if speech_ops.size else 0.0
+    rest_level = fit.shape.rest_opening + 0.25 * span
+    close_r = _closures_per_s(op_render, dub.speech, rest_level, clip.fps)
+    close_o = _closures_per_s(op_real, clip.signals.speech, rest_level, clip.fps)
+    sil = _silence_runs(dub.speech, clip.fps) & np.isfinite(op_render)
+    _, _, _ = clip.track.dense(n)
+    ok_face = clip.track.dense(n)[0]
+    sil &= ok_face
+    rest_rate = float(np.mean(op_render[sil] <= rest_level)) if sil.any() else np.nan
+    both = _valid_rows(rendered) & _valid_rows(real)
+    return {
+        "dub": dub_path.stem, "z_own": own.z, "z_orig_dub": ref_dub.z, "z_render": res.z, "lag_ms": res.lag_ms,
+        "r_prior_own": own.r, "r_prior_render": res.r, "std_ratio": std_ratio, "speed_ratio": speed_ratio,
+        "close_ratio": close_r / close_o if close_o else np.nan, "silence_frames": int(sil.sum()),
+        "rest_rate": rest_rate, "untouched_dub": stats.untouched, "seam_dub": stats.seam_ratio,
+        "jitter_dub": jitter(rendered[both]) / jitter(real[both]) if both.sum() > 3 else np.nan,
+    }
+
+
+def list_clips(media: Path, names: list[str] | None = None) -> list[Path]:
+    clips = sorted((media / "video").glob("*.mp4")) + sorted((media / "video").glob("*.mov"))
+    if names:
+        wanted = {Path(x).stem for x in names}
+        clips = [c for c in clips if c.stem in wanted]
+    return clips
+
+
+def list_dubs(media: Path) -> list[Path]:
+    return sorted(p for p in (media / "audio").iterdir() if p.suffix.lower() in (".wav", ".mp3", ".m4a", ".flac", ".ogg"))
+
+
+def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progress: ProgressFn | None = None,
+             cancel: CancelToken | None = None, say: Any = print) -> list[dict[str, Any]]:
+    """Evaluate every clip; returns one row per clip (also printed by the CLI)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    library = out_dir / "library"
+    all_clips = list_clips(media)
+    chosen = list_clips(media, names)
+    dubs = list_dubs(media)
+    loaded: dict[str, Clip] = {}
+    # The speaker library for the leave-one-out prior: every clip's training part.
+    for path in all_clips:
+        check_cancel(cancel)
+        say(f"analysing {path.name}")
+        clip = load_clip(path, cancel=cancel)
+        if clip is None:
+            continue
+        split = round(clip.n * TRAIN_FRACTION)
+        ok, lm, _ = clip.track.dense(clip.n)
+        sel = ok & clip.speaking & (np.arange(clip.n) < split)
+        save_to_library(clip.name, clip.signals.design[sel], mouth_opening(lm[sel]), directory=library)
+        if path in chosen:
+            loaded[path.stem] = clip
+    rows = []
+    for k, path in enumerate(chosen):
+        clip = loaded.get(path.stem)
+        if clip is None:
+            continue
+        say(f"evaluating {path.name}")
+        row = self_reconstruction(clip, library, out_dir, cancel)
+        dub = dubs[k % len(dubs)] if dubs else None
+        if dub is not None:
+            row.update(dubbed(clip, dub, library, out_dir, cancel))
+        rows.append(row)
+        say(format_row(row))
+    return rows
+
+
+COLUMNS = [
+    ("clip", "{:<28}"), ("seconds", "{:5.1f}"), ("model", "{:<13}"), ("r_open", "{:+.2f}"), ("r_target", "{:+.2f}"),
+    ("lmd_ratio", "{:.2f}"), ("psnr", "{:5.1f}"), ("ssim", "{:.3f}"), ("dub", "{:<17}"), ("z_own", "{:+.1f}"),
+    ("z_orig_dub", "{:+.1f}"), ("z_render", "{:+.1f}"), ("lag_ms", "{:3.0f}"), ("r_prior_own", "{:+.2f}"),
+    ("r_prior_render", "{:+.2f}"), ("std_ratio", "{:.2f}"), ("speed_ratio", "{:.2f}"), ("close_ratio", "{:.2f}"),
+    ("rest_rate", "{:.2f}"), ("untouched_self", "{:.3f}"), ("untouched_dub", "{:.3f}"), ("jitter_self", "{:.2f}"),
+    ("jitter_dub", "{:.2f}"), ("seam_self", "{:.2f}"), ("seam_dub", "{:.2f}"), ("render_fps", "{:5.1f}"),
+]
+
+
+def _fmt(fmt: str, v: Any) -> str:
+    try:
+        if isinstance(v, float) and not np.isfinite(v):
+            return "nan"
+        return fmt.format(v)
+    except (ValueError, TypeError):
+        return str(v)
+
+
+def format_row(row: dict[str, Any]) -> str:
+    return " | ".join(f"{k}={_fmt(f, row.get(k, float('nan'))).strip()}" for k, f in COLUMNS)
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Frame-weighted opening r (all clips / clips of 10 s or more) and the other targets' aggregates."""
+    def wmean(key: str, sel: list[dict[str, Any]]) -> float:
+        v = np.array([r[key] for r in sel], float)
+        w = np.array([r["held_frames"] for r in sel], float)
+        good = np.isfinite(v)
+        return float(np.sum(v[good] * w[good]) / np.sum(w[good])) if good.any() else float("nan")
+
+    long = [r for r in rows if r["seconds"] >= 10.0 - 0.15]
+    return {
+        "r_open_all": wmean("r_open", rows), "r_open_long": wmean("r_open", long) if long else float("nan"),
+        "r_target_all": wmean("r_target", rows), "r_target_long": wmean("r_target", long) if long else float("nan"),
+        "lmd_ratio_mean": float(np.nanmean([r["lmd_ratio"] for r in rows])),
+        "clips": float(len(rows)), "long_clips": float(len(long)),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    heads = [k for k, _ in COLUMNS]
+    cells = [[_fmt(f, r.get(k, float("nan"))).strip() for k, f in COLUMNS] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    if rows:
+        s = summary(rows)
+        lines.append("")
+        lines.append(
+            f"opening r frame-weighted: all {s['r_open_all']:+.3f} ({int(s['clips'])} clips), "
+            f">= 10 s {s['r_open_long']:+.3f} ({int(s['long_clips'])} clips); "
+            f"target-landmark r: all {s['r_target_all']:+.3f}, >= 10 s {s['r_target_long']:+.3f}; "
+            f"motion LMD / still mean {s['lmd_ratio_mean']:.2f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+"""Fit a speaker: shape model, audio -> shape model, texture bank, from the speaker's own footage."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.lipsync.geometry import mouth_opening
+from engine.lipsync.model import (
+    PriorModel,
+    SpeakerModel,
+    TrackNorm,
+    energy_fallback,
+    fit_prior,
+    fit_speaker_model,
+    pool_window,
+)
+from engine.lipsync.shape import ShapeModel, fit_shape_model
+from engine.lipsync.synth import BankWriter, TextureBank
+from engine.pipeline.tracks import FaceTrack
+from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from engine.runtime.paths import cache_dir
+
+log = logging.getLogger("lipdub.pipeline.fit")
+
+CONTEXT_S = 0.5
+MIN_SPEECH_FRAMES = 75  # ~3 s: less than this and the speaker's own regression is not trusted
+
+
+@dataclass
+class AudioTrack:
+    """A track's 16 kHz mono samples and where its first sample sits on the video clock."""
+
+    samples: np.ndarray
+    offset_s: float = 0.0
+
+
+@dataclass
+class TrackSignals:
+    """What the engine needs of one audio track, per video frame."""
+
+    design: np.ndarray  # (n_frames, D) model input rows
+    speech: np.ndarray  # (n_frames,) bool, VAD
+    energy_db: np.ndarray  # (n_frames,) 1.8-4.5 kHz band energy
+
+
+def track_signals(
+    audio: AudioTrack,
+    frame_times: np.ndarray,
+    cancel: CancelToken | None = None,
+    progress: ProgressFn | None = None,
+) -> TrackSignals:
+    """Whisper features (cached per track), VAD and band energy of a track at every video frame."""
+    from engine.audio.features import band_energy_db, features_at_frames, whisper_features
+    from engine.audio.vad import detect_speech, speech_mask
+
+    # Debiased: without the part of the encoder output that depends only on the position in its 30 s
+    # window, which would otherwise look like a slow trend over the track.
+    feats = whisper_features(audio.samples, progress=progress, cancel=cancel).debiased()
+    vad = detect_speech(audio.samples, cancel=cancel)
+    speech = speech_mask(vad.segments, frame_times, audio.offset_s)
+    vec_times = np.arange(len(feats.vectors)) / feats.rate_hz
+    norm = TrackNorm.from_vectors(feats.vectors, speech_mask(vad.segments, vec_times))
+    rows = []
+    for start in range(0, len(frame_times), 500):
+        check_cancel(cancel)
+        win = features_at_frames(feats, frame_times[start : start + 500], audio.offset_s, CONTEXT_S)
+        rows.append(pool_window(win, norm))
+    design = np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
+    energy = band_energy_db(audio.samples, frame_times, audio.offset_s)
+    return TrackSignals(design.astype(np.float32), speech, energy)
+
+
+def energy_z(energy_db: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    e = np.asarray(energy_db, np.float64)
+    ref = e[speech] if int(np.sum(speech)) >= 10 else e
+    return (e - np.median(ref)) / (np.std(ref) + 1e-6)
+
+
+# -- who speaks when ---------------------------------------------------------------------------------
+
+
+def active_speaker(tracks: list[FaceTrack], energy_db: np.ndarray, speech: np.ndarray, fps: float) -> dict[str, np.ndarray]:
+    """Per identity, the frames (bool over the video) where that face is the one speaking.
+
+    Alone on screen during speech: that face. With several faces: the one whose mouth opening follows
+    the 1.8-4.5 kHz band energy best over a 3 s window (mouth leading the sound by up to 100 ms)."""
+    n = len(speech)
+    present = {}
+    opening = {}
+    for t in tracks:
+        ok, lm, _ = t.dense(n)
+        present[t.identity] = ok
+        op = np.where(ok, np.nan_to_num(mouth_opening(np.nan_to_num(lm))), np.nan)
+        opening[t.identity] = op
+    out = {t.identity: np.zeros(n, bool) for t in tracks}
+    if not tracks:
+        return out
+    ids = [t.identity for t in tracks]
+    count = np.sum([present[i] for i in ids], axis=0)
+    half = max(5, round(1.5 * fps))
+    lag = max(1, round(0.07 * fps))
+    e = np.asarray(energy_db, np.float64)
+    scores = np.full((len(ids), n), -np.inf)
+    for k, i in enumerate(ids):
+        op = opening[i]
+        shifted = np.full(n, np.nan)
+        shifted[: n - lag] = op[lag:]  # mouth leads: compare opening at t with energy at t + lag
+        for f in np.flatnonzero(speech & (count > 1) & present[i]):
+            lo, hi = max(0, f - half), min(n, f + half + 1)
+            a, b = shifted[lo:hi], e[lo:hi]
+            good = np.isfinite(a)
+            if good.sum() >= 10 and np.std(a[good]) > 0 and np.std(b[good]) > 0:
+                scores[k, f] = np.corrcoef(a[good], b[good])[0, 1]
+    best = np.argmax(scores, axis=0)
+    for k, i in enumerate(ids):
+        alone = speech & present[i] & (count == 1)
+        shared = speech & present[i] & (count > 1) & (best == k) & np.isfinite(scores[k])
+        out[i] = alone | shared
+    return out
+
+
+# -- the speaker library (a prior learned from the speakers the user has processed) --------------------
+
+
+def library_dir() -> Path:
+    return cache_dir("speakers")
+
+
+def library_key(video_key: str, identity: str) -> str:
+    return hashlib.sha256(f"{video_key}|{identity}".encode()).hexdigest()[:24]
+
+
+def save_to_library(key: str, design: np.ndarray, opening: np.ndarray, directory: Path | None = None) -> None:
+    """Store a speaker's speaking frames (model input rows, z-scored opening) for future priors."""
+    if len(design) < 25:
+        return
+    z = (opening - opening.mean()) / (opening.std() + 1e-6)
+    folder = directory or library_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.npz"
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, x=design.astype(np.float16), y=z.astype(np.float32))
+    tmp.replace(path)
+
+
+def load_prior(
+    exclude: set[str] | frozenset[str] = frozenset(), max_speakers: int = 30, directory: Path | None = None
+) -> PriorModel | None:
+    """The prior from the speaker library, leaving out the speakers named in ``exclude``."""
+    entries = []
+    folder = directory or library_dir()
+    for p in sorted(folder.glob("*.npz"))[: max_speakers + len(exclude)]:
+        key = p.name.split(".")[0]
+        if key in exclude:
+            continue
+        try:
+            with np.load(p) as z:
+                entries.append((key, z["x"].astype(np.float32), z["y"]))
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("skipping unreadable speaker library entry %s: %s", p, exc)
+    return fit_prior(entries[:max_speakers])
+
+
+# -- fitting ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeakerFit:
+    """Everything rendering a speaker needs."""
+
+    identity: str
+    shape: ShapeModel
+    model: SpeakerModel
+    bank: TextureBank
+    speech_opening: np.ndarray  # the speaker's opening over its speaking frames (range, statistics)
+    train_frames: np.ndarray
+    speaking_frames: np.ndarray
+    library_key: str | None = None
+
+
+def fit_speaker(
+    video_path: str | Path,
+    track: FaceTrack,
+    signals: TrackSignals,
+    speaking: np.ndarray,
+    train: np.ndarray | None = None,
+    prior: PriorModel | None = None,
+    n_components: int = 8,
+    bank_path: Path | None = None,
+    library_key_: str | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> SpeakerFit:
+    """Fit one speaker on the frames in ``train`` (bool over the video; default all).
+
+    ``speaking``: bool over the video, frames where this face speaks (VAD + active speaker).
+    Decodes the training frames once to fill the texture bank (on disk at ``bank_path`` if given)."""
+    from engine.media.reader import VideoReader
+
+    n = len(signals.speech)
+    ok, lm, pose = track.dense(n)
+    if train is not None:
+        ok &= np.asarray(train, bool)
+    frames = np.flatnonzero(ok)
+    if len(frames) < 10:
+        from engine.errors import BadInputError
+
+        raise BadInputError(f"face {track.identity} is usable on only {len(frames)} frames: nothing to learn from")
+    silent = ~signals.speech[frames]
+    shape = fit_shape_model(lm[frames], n_components, silent=silent)
+    codes = shape.encode_landmarks(lm[frames])
+    spk = np.asarray(speaking, bool)[frames]
+    opening = mouth_opening(lm[frames])
+    x = signals.design[frames]
+    if int(spk.sum()) >= MIN_SPEECH_FRAMES:
+        model = fit_speaker_model(x[spk], codes[spk], shape.scale, prior)
+    elif prior is not None:
+        model = fit_speaker_model(x[spk], codes[spk], shape.scale, prior, min_frames=MIN_SPEECH_FRAMES)
+    else:
+        ref = spk if spk.sum() >= 3 else np.ones(len(frames), bool)
+        model = energy_fallback(codes[ref], opening[ref], shape.scale, shape.rest)
+    log.info("speaker %s: %d training frames, %d speaking, model %s", track.identity, len(frames), int(spk.sum()), model.kind)
+    if library_key_ and int(spk.sum()) >= MIN_SPEECH_FRAMES:
+        save_to_library(library_key_, x[spk], opening[spk])
+    # Texture bank: one sequential decode of the training frames.
+    reporter = ProgressReporter(progress, "texture", len(frames))
+    with VideoReader(video_path, pixel_format="bgr24") as reader:
+        h, w = reader.shape[:2]
+        writer = BankWriter(frames, codes, pose[frames], lm[frames], (h, w), bank_path)
+        done = 0
+        first, last = int(frames[0]), int(frames[-1]) + 1
+        for i, img in reader.iter_frames(first, last):
+            check_cancel(cancel)
+            if writer.wants(i):
+                writer.add(i, img)
+                done += 1
+                reporter.update(done)
+    reporter.finish()
+    bank = writer.finish()
+    return SpeakerFit(track.identity, shape, model, bank, opening[spk] if spk.any() else opening,
+                      frames, frames[spk], library_key_)
+
+
+def target_codes(
+    fit: SpeakerFit, signals: TrackSignals, fps: float, smooth_sigma_frames: float = 1.0
+) -> np.ndarray:
+    """Shape codes per video frame for a track: the model's prediction, smoothed without lag, and the
+    resting mouth wherever the track is silent for 0.3 s or more."""
+    from engine.lipsync.model import rest_weights
+    from engine.lipsync.shape import smooth_codes
+
+    if fit.model.kind == "energy":
+        codes = fit.model.predict(None, energy_z(signals.energy_db, signals.speech))
+    else:
+        codes = fit.model.predict(signals.design)
+    codes = smooth_codes(codes, smooth_sigma_frames)
+    w = rest_weights(signals.speech, fps)[:, None]
+    return (1 - w) * codes + w * fit.shape.rest[None, :]

@@ -1,0 +1,162 @@
+"""Rendering: the per-frame mouth replacement, a preview session, and the streaming render."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.compose import ColourMatcher, MaskROI, blend_into, build_mask, lower_face_polygon
+from engine.lipsync.synth import control_points, feather_px, plan_path, warp_to_box
+from engine.pipeline.fit import SpeakerFit
+from engine.pipeline.tracks import FaceTrack
+from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+
+log = logging.getLogger("lipdub.pipeline.session")
+
+
+@dataclass
+class FacePlan:
+    """One face to change: its track, its fitted speaker, and per video frame the target code and the
+    texture bank frame chosen for it (-1: leave this frame's face untouched)."""
+
+    track: FaceTrack
+    fit: SpeakerFit
+    codes: np.ndarray  # (n_frames, C)
+    path: np.ndarray  # (n_frames,) bank index or -1
+    ok: np.ndarray  # (n_frames,) bool
+    landmarks: np.ndarray  # (n_frames, 468, 2)
+
+
+def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
+    n = len(codes)
+    ok, lm, pose = track.dense(n)
+    path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale)
+    return FacePlan(track, fit, codes, path, ok & (path >= 0), lm)
+
+
+@dataclass
+class FrameResult:
+    """What changed in one face of one frame (the mask is needed by the integrity checks)."""
+
+    identity: str
+    mask: MaskROI
+    target_landmarks: np.ndarray
+
+
+class FrameComposer:
+    """Replaces the mouths of the planned faces in one frame. Keeps per-face colour state, which is
+    smoothed between consecutive frames and reset at cuts and jumps."""
+
+    def __init__(self, plans: list[FacePlan]) -> None:
+        self.plans = plans
+        self._colour = {p.track.identity: ColourMatcher() for p in plans}
+        self._last: int | None = None
+        self._cuts: set[int] = set()
+        for p in plans:
+            self._cuts.update(int(c) for c in p.track.cuts)
+
+    def __call__(self, index: int, frame: np.ndarray, details: list[FrameResult] | None = None) -> np.ndarray:
+        if self._last is None or index != self._last + 1 or index in self._cuts:
+            for c in self._colour.values():
+                c.reset()
+        self._last = index
+        out = frame
+        for plan in self.plans:
+            if index >= len(plan.ok) or not plan.ok[index]:
+                continue
+            try:
+                out = self._face(plan, index, out, details)
+            except (ValueError, IndexError, np.linalg.LinAlgError) as exc:  # never abort a render for one face
+                log.warning("frame %d, face %s left unchanged: %s", index, plan.track.identity, exc)
+        return out
+
+    def _face(self, plan: FacePlan, index: int, frame: np.ndarray, details: list[FrameResult] | None) -> np.ndarray:
+        own = plan.landmarks[index]
+        target = plan.fit.shape.apply_to_frame(own, plan.codes[index])
+        h, w = frame.shape[:2]
+        mask = build_mask([lower_face_polygon(own), lower_face_polygon(target)], (h, w), feather_px(own))
+        if mask.empty:
+            return frame
+        synth = warp_to_box(plan.fit.bank, int(plan.path[index]), control_points(target, own), mask.box)
+        x0, y0, x1, y1 = mask.box
+        synth = self._colour[plan.track.identity](synth, frame[y0:y1, x0:x1], mask)
+        if details is not None:
+            details.append(FrameResult(plan.track.identity, mask, target))
+        return blend_into(frame, synth, mask)
+
+
+class RenderSession:
+    """Preview access: ``render_frame(i) -> (original, result)``, fast for neighbouring frames.
+
+    Decoded source frames are kept in a small cache (the reader's own plus ours of results); the
+    fitted speakers and plans are computed once, up front."""
+
+    def __init__(self, video_path: str | Path, plans: list[FacePlan], cache_frames: int = 16) -> None:
+        from engine.media.reader import VideoReader
+
+        self.video_path = Path(video_path)
+        self.reader = VideoReader(video_path, pixel_format="bgr24", cache_frames=cache_frames)
+        self.composer = FrameComposer(plans)
+        self._results: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_frames = cache_frames
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def render_frame(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(original, result) of frame ``index``, BGR uint8."""
+        hit = self._results.get(index)
+        if hit is not None:
+            self._results.move_to_end(index)
+            return hit
+        original = self.reader.frame(index)
+        result = self.composer(index, original)
+        self._results[index] = (original, result)
+        while len(self._results) > self._cache_frames:
+            self._results.popitem(last=False)
+        return original, result
+
+
+FrameSink = Callable[[int, np.ndarray], None]
+
+
+def render_frames(
+    video_path: str | Path,
+    plans: list[FacePlan],
+    sink: FrameSink,
+    start: int = 0,
+    stop: int | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    on_frame: Callable[[int, np.ndarray, np.ndarray, list[FrameResult]], None] | None = None,
+) -> int:
+    """Decode ``[start, stop)`` in order, replace the mouths, hand each result to ``sink``.
+
+    Memory holds only the frames in flight. ``on_frame(index, original, result, details)`` sees every
+    frame (measurements). Returns the number of frames rendered."""
+    from engine.media.reader import VideoReader
+
+    composer = FrameComposer(plans)
+    count = 0
+    with VideoReader(video_path, pixel_format="bgr24", cache_frames=0) as reader:
+        stop = len(reader) if stop is None else min(stop, len(reader))
+        reporter = ProgressReporter(progress, "render", max(0, stop - start))
+        for i, frame in reader.iter_frames(start, stop):
+            check_cancel(cancel)
+            details: list[FrameResult] = []
+            result = composer(i, frame, details)
+            if on_frame is not None:
+                on_frame(i, frame, result, details)
+            sink(i, result)
+            count += 1
+            reporter.update(count)
+        reporter.finish()
+    return count

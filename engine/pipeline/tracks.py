@@ -1,0 +1,59 @@
+"""The lip-sync engine's view of one person over a video: where the face is and whether it may change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FaceTrack:
+    """One identity: per present frame its 468 landmarks (image px), pose and whether it is usable.
+
+    ``usable`` is False where a quality flag (too small, too far turned, mouth occluded) says the
+    mouth must not be changed; such frames pass through untouched."""
+
+    identity: str
+    frames: np.ndarray  # (M,) increasing frame indices
+    landmarks: np.ndarray  # (M, 468, 2)
+    pose: np.ndarray  # (M, 3) yaw, pitch, roll (degrees)
+    usable: np.ndarray  # (M,) bool
+    cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # frames that start a shot
+    _pos: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.frames = np.asarray(self.frames, np.int64)
+        self.landmarks = np.asarray(self.landmarks, np.float64)[..., :2]
+        self.pose = np.asarray(self.pose, np.float64).reshape(len(self.frames), -1)[:, :3]
+        self.usable = np.asarray(self.usable, bool)
+        self._pos = {int(f): i for i, f in enumerate(self.frames)}
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def index_of(self, frame: int) -> int | None:
+        return self._pos.get(int(frame))
+
+    def subset(self, keep: np.ndarray) -> FaceTrack:
+        k = np.asarray(keep, bool)
+        return FaceTrack(self.identity, self.frames[k], self.landmarks[k], self.pose[k], self.usable[k], self.cuts)
+
+    def dense(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose)."""
+        ok = np.zeros(n_frames, bool)
+        lm = np.full((n_frames, 468, 2), np.nan)
+        pose = np.zeros((n_frames, 3))
+        inside = self.frames < n_frames
+        f = self.frames[inside]
+        ok[f] = self.usable[inside]
+        lm[f] = self.landmarks[inside]
+        pose[f] = self.pose[inside]
+        return ok, lm, pose
+
+
+def tracks_from_analysis(analysis: object) -> list[FaceTrack]:
+    """Convert the face analysis (engine.faces) into one :class:`FaceTrack` per identity."""
+    from engine.pipeline._faces_adapter import convert
+
+    return convert(analysis)

@@ -1,0 +1,123 @@
+"""Compose mask, colour match, blend, retrieval path and warp, and pass-through of face-less frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.compose import ColourMatcher, blend_into, build_mask, lower_face_polygon
+from engine.lipsync.geometry import mouth_opening
+from engine.lipsync.model import SpeakerModel
+from engine.lipsync.shape import fit_shape_model
+from engine.lipsync.synth import BankWriter, control_points, feather_px, plan_path, warp_to_box
+from engine.pipeline.fit import SpeakerFit, TrackSignals, target_codes
+from engine.pipeline.session import FrameComposer, plan_face
+from engine.pipeline.tracks import FaceTrack
+from tests.lipsync.synthface import face_frame, face_landmarks
+
+N = 60
+
+
+def _speaker() -> tuple[np.ndarray, list[np.ndarray], SpeakerFit, FaceTrack]:
+    opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(N) / 4.0))
+    lms = np.stack([face_landmarks(o, seed=i % 3) for i, o in enumerate(opening)])
+    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
+    shape = fit_shape_model(lms, 5)
+    codes = shape.encode_landmarks(lms)
+    writer = BankWriter(np.arange(N), codes, np.zeros((N, 3)), lms, frames[0].shape[:2])
+    for i in range(N):
+        writer.add(i, frames[i])
+    bank = writer.finish()
+    model = SpeakerModel(shape.scale, None, None, None, None, "speaker")
+    fit = SpeakerFit("0", shape, model, bank, opening, np.arange(N), np.arange(N))
+    track = FaceTrack("0", np.arange(N), lms, np.zeros((N, 3)), np.ones(N, bool))
+    return lms, frames, fit, track
+
+
+def test_mask_is_zero_outside_the_polygon_and_feathered_inside() -> None:
+    lm = face_landmarks(0.1)
+    mask = build_mask([lower_face_polygon(lm)], (320, 320), feather_px=6.0)
+    full = mask.full(320, 320)
+    assert full.max() == 1.0 and full.min() == 0.0
+    assert ((full > 0) & (full < 1)).any()  # a soft edge
+    # The mouth centre is fully inside; a far corner is fully outside.
+    c = lm[[61, 291]].mean(0).round().astype(int)
+    assert full[c[1], c[0]] == 1.0 and full[0, 0] == 0.0
+
+
+def test_blend_leaves_every_pixel_outside_the_mask_bit_identical() -> None:
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    lm = face_landmarks(0.15, cx=150, cy=100, iod=70)
+    mask = build_mask([lower_face_polygon(lm)], frame.shape[:2], feather_px=5.0)
+    x0, y0, x1, y1 = mask.box
+    synth = rng.integers(0, 256, (y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    synth = ColourMatcher()(synth, frame[y0:y1, x0:x1], mask)
+    out = blend_into(frame, synth, mask)
+    full = mask.full(*frame.shape[:2])
+    assert np.array_equal(out[full == 0], frame[full == 0])
+    assert not np.array_equal(out[full == 1], frame[full == 1])
+
+
+def test_mask_near_the_frame_edge_stays_inside_the_frame() -> None:
+    lm = face_landmarks(0.1, cx=20, cy=260, iod=80)  # jaw runs off the bottom-left corner
+    mask = build_mask([lower_face_polygon(lm)], (300, 300), feather_px=5.0)
+    x0, y0, x1, y1 = mask.box
+    assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 300
+    assert mask.alpha.shape == (y1 - y0, x1 - x0)
+
+
+def test_path_prefers_consecutive_source_frames() -> None:
+    _, _, fit, _ = _speaker()
+    target = fit.bank.codes[10:40]
+    path = plan_path(target, np.zeros((30, 3)), np.ones(30, bool), fit.bank, fit.shape.scale)
+    assert (np.diff(path) == 1).mean() > 0.8
+
+
+def test_warp_onto_own_points_reproduces_the_source() -> None:
+    lms, frames, fit, _ = _speaker()
+    j = 7
+    mask = build_mask([lower_face_polygon(lms[j])], frames[j].shape[:2], feather_px(lms[j]))
+    out = warp_to_box(fit.bank, j, control_points(lms[j], lms[j]), mask.box)
+    x0, y0, x1, y1 = mask.box
+    inside = mask.alpha > 0.5
+    diff = np.abs(out.astype(int) - frames[j][y0:y1, x0:x1].astype(int))[inside]
+    assert np.median(diff) <= 1
+
+
+def test_render_changes_the_mouth_and_passes_faceless_frames_through() -> None:
+    lms, frames, fit, _track = _speaker()
+    # Track absent on frames 20-29 (no face there) and flagged unusable on frame 35.
+    keep = np.ones(N, bool)
+    keep[20:30] = False
+    usable = np.ones(N, bool)
+    usable[35] = False
+    t = FaceTrack("0", np.flatnonzero(keep), lms[keep], np.zeros((keep.sum(), 3)), usable[keep])
+    codes = np.repeat(fit.bank.codes[np.argmax(mouth_opening(lms))][None], N, 0)  # wide open everywhere
+    plan = plan_face(t, fit, codes)
+    composer = FrameComposer([plan])
+    for i in range(N):
+        out = composer(i, frames[i])
+        if 20 <= i < 30 or i == 35:
+            assert np.array_equal(out, frames[i])
+        elif mouth_opening(lms[i]) < 0.1:
+            assert not np.array_equal(out, frames[i])
+
+
+def test_silence_rests_the_mouth_closed() -> None:
+    _, _, fit, _ = _speaker()
+    # A model that always asks for an open mouth; the track is silent from frame 20 on.
+    open_code = fit.shape.rest + 4 * fit.shape.scale * np.eye(len(fit.shape.rest))[0]
+
+    class Loud:
+        kind = "speaker"
+
+        def predict(self, x: np.ndarray, energy_z: np.ndarray | None = None) -> np.ndarray:
+            return np.repeat(open_code[None], len(x), 0)
+
+    fit.model = Loud()  # type: ignore[assignment]
+    speech = np.zeros(N, bool)
+    speech[:20] = True
+    sig = TrackSignals(np.zeros((N, 4), np.float32), speech, np.zeros(N))
+    codes = target_codes(fit, sig, fps=25.0)
+    assert np.allclose(codes[30:], fit.shape.rest)
+    assert np.allclose(codes[:10], open_code, atol=1e-6)
