@@ -95,9 +95,11 @@ def _from_segment(seg, frames: int, headroom: float) -> np.ndarray:
 
 def _sum_with_pydub(sources: list[np.ndarray], n: int, cancel: CancelToken | None,
                     reporter: ProgressReporter | None) -> np.ndarray:
-    out = np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
+    """The sum of the sources, written over the first source block by block (they are ours to
+    overwrite): the mix costs no second full-length buffer."""
     if not sources:
-        return out
+        return np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
+    out = sources[0]
     # The sum of the sources' peaks bounds the mix's peak: scale so it always fits the 32-bit range.
     peak_sum = sum(float(np.abs(src).max()) if src.size else 0.0 for src in sources)
     headroom = min(_HEADROOM, 0.99 / max(peak_sum, 1e-9))

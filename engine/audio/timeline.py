@@ -87,7 +87,8 @@ def place_on_timeline(
     if end <= a or d >= n_out:
         warnings.append(f"{name} does not overlap the video (offset {offset_s:.3f} s): it is not heard")
         return out, warnings
-    out[d : d + (end - a)] = x[a:end] * np.float32(db_to_gain(gain_db))
+    # In place: no temporary copy of the track (a 10-minute 48 kHz stereo track is 220 MiB).
+    np.multiply(x[a:end], np.float32(db_to_gain(gain_db)), out=out[d : d + (end - a)])
     return out, warnings
 
 
