@@ -253,9 +253,14 @@ def transcribe(
         with _lock:
             encoded = model.encode(_storage(mel), to_cpu=False)
             gen = model.generate(encoded, [prompt], beam_size=beam_size, return_no_speech_prob=True,
-                                 max_length=224, suppress_blank=True)[0]
+                                 return_scores=True, max_length=224, suppress_blank=True)[0]
         ids = list(gen.sequences_ids[0])
         no_speech = float(getattr(gen, "no_speech_prob", 0.0))
+        score = float(gen.scores[0]) if gen.scores else 0.0  # length-normalised log probability
+        if no_speech > 0.6 and score < -1.0:
+            # Whisper's own rule: likely no speech and a poor decode, so text here would be invented.
+            reporter.update(ci + 1)
+            continue
         parsed = _parse_segments(ids, c0, c1 - c0)
         text_ids = [t for _, _, toks in parsed for t in toks]
         word_times: list[tuple[float, float, float]] = []
