@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.timeline import TrackPlacement, place_track, to_samples
+from engine.audio.timeline import TrackPlacement, place_on_timeline, place_track, to_samples
 from engine.audio.tracks import LoadedTrack, decode_for_output
 from engine.audio.vad import detect_speech
 from engine.errors import BadInputError, MediaError
@@ -194,15 +194,10 @@ def _load_original(original: LoadedTrack | str | os.PathLike[str] | np.ndarray, 
         except MediaError as exc:
             warnings.append(f"the original audio cannot be used: {exc.user_text()}")
             return None
-    placed, w = place_track_raw(x, offset_s, n)
-    warnings.extend(w)
+    placed, w = place_on_timeline(x, OUTPUT_RATE, offset_s, 0.0, 0.0, None, n / OUTPUT_RATE, name="the original audio")
+    # A video's own audio commonly outlasts its last frame by a few packets: not worth a warning.
+    warnings.extend(m for m in w if "past the end of the video" not in m)
     return placed
-
-
-def place_track_raw(x: np.ndarray, offset_s: float, n: int) -> tuple[np.ndarray, list[str]]:
-    from engine.audio.timeline import place_on_timeline
-
-    return place_on_timeline(x, OUTPUT_RATE, offset_s, 0.0, 0.0, None, n / OUTPUT_RATE, name="original audio")
 
 
 def mix_output(
