@@ -1,5 +1,8 @@
+"""``python -m engine`` runs the ``lipdub`` command line."""
+
 import sys
 
 from engine.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
