@@ -34,24 +34,29 @@ class MaskROI:
         return out
 
 
-def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2) -> np.ndarray:
-    """Polygon (K, 2) of the region that may change: under the nose, inside the jaw line.
+def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2, chin_margin: float = 0.12) -> np.ndarray:
+    """Polygon (K, 2) of the region that may change: under the nose, down to the jaw line.
 
     The sides are pulled ``side_margin`` of the way in towards the mouth (along the eye line), away
     from the cheek silhouette: on a turned head the silhouette's background is not skin, and the
-    mouth and chin, which are what speech moves, stay fully inside."""
+    mouth and chin, which are what speech moves, stay fully inside. The jaw part is pushed
+    ``chin_margin`` further down, so the feathered edge lies below the chin's outline: the outline of
+    the original chin (which drops with the original speech) must not show through the blend."""
     lm = np.asarray(landmarks, dtype=np.float64)
     top = lm[list(UNDER_NOSE)]
     jaw = lm[list(JAW)]
     # UNDER_NOSE runs cheek -> nose -> cheek; JAW runs cheek -> chin -> cheek: walk one, then the other back.
     poly = np.concatenate([top, jaw[::-1]], axis=0)
-    if side_margin > 0:
-        centre = lm[list(LIPS_OUTER)].mean(0)
-        right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
-        axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
-        along = (poly - centre) @ axis
-        poly = poly - (side_margin * along)[:, None] * axis[None, :]
-    return poly
+    centre = lm[list(LIPS_OUTER)].mean(0)
+    right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
+    axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
+    down = np.array([-axis[1], axis[0]])  # image y grows downwards
+    along = (poly - centre) @ axis
+    below = (poly - centre) @ down
+    poly = poly - (side_margin * along)[:, None] * axis[None, :]
+    is_jaw = np.arange(len(poly)) >= len(top)
+    push = np.where(is_jaw & (below > 0), chin_margin * below, 0.0)
+    return poly + push[:, None] * down[None, :]
 
 
 def build_mask(

@@ -82,18 +82,23 @@ class ShapeModel:
     def apply_to_frame(self, landmarks: np.ndarray, code: np.ndarray) -> np.ndarray:
         """The face's 468 landmarks (image px) with its mouth and jaw moved to ``code``.
 
-        The change is the decoded difference between ``code`` and the face's own code, so the frame
-        keeps its own geometry (pose, expression outside the mouth) and an unchanged code is a no-op."""
+        Lips: the decoded shape itself, placed by the face's own canonical transform, so nothing of
+        the frame's original mouth survives (a dub must not show the original speech, and
+        self-reconstruction must not see the answer). Jaw: the decoded chin height, but the frame's own
+        sideways jaw position, which is mostly head turn (only a damped share of the decoded change).
+        Everything else stays where the frame has it."""
         lm = np.asarray(landmarks, np.float64)
         shape, mats = canonical_shapes(lm[None])
-        own = self.encode(shape)[0]  # the pose's share cancels in the difference below
-        delta = (self.decode(code[None]) - self.decode(own[None]))[0].reshape(-1, 2)
-        # Jaw points: speech drops the chin (canonical y); sideways jaw motion in the codes is mostly
-        # head turn, which the target frame's own geometry already has right.
-        delta[JAW_ROWS, 0] *= JAW_SIDEWAYS
-        canon = apply_affine(mats[0], lm[SHAPE_INDEX])
+        own_canon = shape[0].reshape(-1, 2)
+        own_code = self.encode(shape)[0]
+        target = self.decode(np.asarray(code, np.float64)[None])[0].reshape(-1, 2)
+        own_decoded = self.decode(own_code[None])[0].reshape(-1, 2)
+        # The pose share (when modelled) is the frame's own: add it back.
+        if self.pose_basis is not None:
+            target = target + self.pose_part(head_descriptor(lm[None]), 1)[0].reshape(-1, 2)
+        target[JAW_ROWS, 0] = own_canon[JAW_ROWS, 0] + JAW_SIDEWAYS * (target[JAW_ROWS, 0] - own_decoded[JAW_ROWS, 0])
         out = lm.copy()
-        out[SHAPE_INDEX] = apply_affine(invert_affine(mats[0]), canon + delta)
+        out[SHAPE_INDEX] = apply_affine(invert_affine(mats[0]), target)
         return out
 
 

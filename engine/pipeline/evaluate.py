@@ -165,6 +165,27 @@ def _valid_rows(lm: np.ndarray) -> np.ndarray:
     return np.isfinite(lm).all(axis=(1, 2))
 
 
+def _face_crops(original: np.ndarray, result: np.ndarray, landmarks: np.ndarray, size: int = 320
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The face (from the eyes down, with margin) of both frames, ``size`` px square, for the sheets."""
+    h, w = original.shape[:2]
+    if not np.isfinite(landmarks).all():
+        box = (0, 0, w, h)
+    else:
+        lo, hi = landmarks.min(0), landmarks.max(0)
+        c = (lo + hi) / 2 + [0, 0.1 * (hi[1] - lo[1])]
+        half = 0.65 * max(hi - lo)
+        x0, y0 = (np.maximum(c - half, 0)).astype(int)
+        x1, y1 = int(min(w, c[0] + half)), int(min(h, c[1] + half))
+        box = (x0, y0, x1, y1)
+    x0, y0, x1, y1 = box
+
+    def crop(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)
+
+    return crop(original), crop(result)
+
+
 def _sheet(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, max_w: int = 1400) -> None:
     """A grid of (original | result) pairs, three pairs per row."""
     if not pairs:
@@ -221,7 +242,7 @@ def _render_and_measure(
         stats.add(original, result, details, real_lm[i])
         re.add(i, float(clip.frame_times[i]), result)
         if (i - start) % sheet_every == 0 and len(pairs) < 12:
-            pairs.append((original, result))
+            pairs.append(_face_crops(original, result, real_lm[i]))
         if side is not None:
             side.add(original, result)
 
