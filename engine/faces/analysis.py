@@ -72,6 +72,7 @@ class AnalysisSettings:
     """Tuning of the analysis; part of the cache key."""
 
     detect_every: int = 10  #: frames between detector runs while every face is tracked
+    small_every: int = 30  #: frames between tiled small-face detector passes on large frames
     min_presence: float = 0.5  #: landmark-model presence score under which a track is lost
     max_missed_s: float = 1.0  #: a track survives this long unseen (occlusion, black frames)
     min_track_frames: int = 5  #: shorter tracks are dropped as spurious
@@ -329,6 +330,7 @@ class FaceTrackingSession:
         self.records: dict[int, _TrackRecord] = {}
         self.cut_frames: list[int] = []
         self._last_detect = -10**9
+        self._last_small = -10**9
         self.stats = {"detections": 0, "meshes": 0, "embeddings": 0, "blank": 0}
 
     def _mesh_ok(self, m: MeshResult) -> bool:
@@ -361,7 +363,11 @@ class FaceTrackingSession:
         if need:
             self._last_detect = index
             self.stats["detections"] += 1
-            for det in self.backend.detect(rgb):
+            dets = self.backend.detect(rgb)
+            if index - self._last_small >= self.s.small_every:
+                self._last_small = index
+                dets += [d for d in self.backend.detect_small(rgb) if all(iou(d.box, e.box) <= 0.3 for e in dets)]
+            for det in dets:
                 if any(iou(det.box, o.box) > 0.3 for o in observations):
                     continue
                 mesh = self.backend.landmarks_from_detection(rgb, det)

@@ -225,6 +225,9 @@ class InsightFaceBackend:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         return self._detect_bgr(self._bgr(rgb))
 
+    def detect_small(self, rgb: np.ndarray) -> list[Detection]:
+        return []  # SCRFD at 640 px already finds faces down to ~10 px
+
     def landmarks_from_detection(self, rgb: np.ndarray, det: Detection) -> MeshResult:
         from insightface.app.common import Face
 

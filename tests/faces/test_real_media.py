@@ -43,6 +43,8 @@ def _write(path: Path, frames: Sequence[np.ndarray], fps: int = 25, rotation: in
     """Encode RGB frames; ``rotation`` (clockwise degrees) stores them turned, as phones do."""
     k = (rotation // 90) % 4
     h, w = frames[0].shape[:2]
+    h, w = h - h % 2, w - w % 2  # 4:2:0 needs even sizes
+    frames = [f[:h, :w] for f in frames]
     with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=fps)
         assert isinstance(vs, av.video.stream.VideoStream)
@@ -176,3 +178,47 @@ def test_cancel_stops_the_analysis(shared_media: Path) -> None:
 
     with pytest.raises(Cancelled):
         analyse(shared_media / "video" / "vox_goatee.mp4", progress=progress, cancel=token, use_cache=False)
+
+
+def test_two_people_side_by_side_stay_two_identities(shared_media: Path, tmp_path: Path) -> None:
+    left = list(_frames(shared_media / "video" / "vox_goatee.mp4", 80))
+    right = list(_frames(shared_media / "video" / "vox_beard_full.mp4", 80))
+    path = _write(tmp_path / "two.mp4", [np.hstack([a, b]) for a, b in zip(left, right, strict=True)])
+    result = analyse(path, use_cache=False)
+    assert len(result.identities) == 2, [i.summary() for i in result.identities]
+    centres = []
+    for person in result.identities:
+        assert len(person.frames) >= 76
+        centres.append(float(np.median(person.landmarks[:, list(MOUTH), 0])))
+    assert sorted(c < 224 for c in centres) == [False, True]  # one mouth in each half
+    assert all(len(result.faces_at(i)) == 2 for i in (10, 40, 70))
+
+
+def test_face_cut_by_the_frame_edge_is_tracked_and_flagged(shared_media: Path, tmp_path: Path) -> None:
+    from engine.faces import FLAG_EDGE
+
+    # crop away the left ~40% of the face
+    frames = [cv2.resize(f[100:600, 390:700], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+              for f in _frames(shared_media / "video" / "retalking_face_1.mp4", 40)]
+    result = analyse(_write(tmp_path / "edge.mp4", frames), use_cache=False)
+    assert len(result.identities) == 1
+    person = result.identities[0]
+    assert len(person.frames) >= 38
+    assert (person.flags & FLAG_EDGE).astype(bool).mean() > 0.9
+
+
+def test_small_face_in_a_720p_frame_is_found(shared_media: Path, tmp_path: Path) -> None:
+    # a ~50 px face in a 1280x720 frame: too small for the whole-frame detector pass alone
+    background = np.full((720, 1280, 3), (120, 110, 100), np.uint8)
+    frames = []
+    for f in _frames(shared_media / "video" / "retalking_face_1.mp4", 30):
+        img = background.copy()
+        img[500:640, 900:1040] = cv2.resize(f, (140, 140), interpolation=cv2.INTER_AREA)
+        frames.append(img)
+    result = analyse(_write(tmp_path / "small.mp4", frames), use_cache=False)
+    assert len(result.identities) == 1
+    person = result.identities[0]
+    assert len(person.frames) >= 29 and person.mean_face_size < 70
+    mouth = person.landmarks[:, list(MOUTH)]
+    assert (mouth[..., 0] > 900).all() and (mouth[..., 0] < 1040).all()
+    assert (mouth[..., 1] > 500).all() and (mouth[..., 1] < 640).all()
