@@ -80,7 +80,7 @@ def bench_video(path: Path, dub: Path, runs: int) -> dict[str, float]:
             out["engine_fps"].append(n / (time.perf_counter() - t0))
             composer = FrameComposer(prepared.plans)
             t0 = time.perf_counter()
-            export_video(path, Path(tmp) / "out.mp4", frame_renderer=lambda i, f: composer(i, f), needs_render=todo,
+            export_video(path, Path(tmp) / "out.mp4", frame_renderer=composer, needs_render=todo,
                          settings=ExportSettings(renderer_pixel_format="bgr24"))
             out["export_fps"].append(n / (time.perf_counter() - t0))
             t0 = time.perf_counter()

@@ -27,8 +27,9 @@ UPPER_INNER_LIP = 13
 LOWER_INNER_LIP = 14
 MOUTH_CORNERS = (61, 291)
 
-# The points whose motion the speaker model predicts (mouth + jaw).
-SHAPE_POINTS = tuple(dict.fromkeys(LIPS_OUTER + LIPS_INNER + JAW))
+# The points whose motion the speaker model predicts: mouth, jaw, and the cheek and chin points
+# between them (moving these with the lips keeps the warp's triangles from folding over).
+SHAPE_POINTS = tuple(dict.fromkeys(LIPS_OUTER + LIPS_INNER + JAW + LOWER_FACE_INNER))
 SHAPE_INDEX = np.asarray(SHAPE_POINTS, dtype=np.int64)
 
 

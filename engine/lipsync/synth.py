@@ -137,9 +137,9 @@ def plan_path(
     bank: TextureBank,
     code_scale: np.ndarray,
     k: int = 16,
-    pose_weight: float = 0.02,
-    jump_cost: float = 0.6,
-    hold_cost: float = 0.3,
+    pose_weight: float = 0.005,
+    jump_cost: float = 0.25,
+    hold_cost: float = 0.1,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
     frames, free to continue with the next source frame, paying to jump elsewhere."""
@@ -200,7 +200,10 @@ def warp_to_box(
     labels = np.zeros((h, w), np.int32)
     # Affine per triangle mapping destination (x, y, 1) to source (x, y).
     mats = np.zeros((len(tris) + 1, 2, 3), np.float64)
-    mats[0] = [[0, 0, -1e4], [0, 0, -1e4]]  # uncovered pixels read outside the crop
+    # Pixels no triangle covers (where a strongly changed mouth folds the mesh) follow the overall
+    # similarity between the two point sets instead of reading some unrelated pixel.
+    fallback, _ = cv2.estimateAffinePartial2D(dst.astype(np.float32), src_pts.astype(np.float32))
+    mats[0] = fallback if fallback is not None else [[1, 0, 0], [0, 1, 0]]
     for ti, tri in enumerate(tris):
         d = dst[tri]
         area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])

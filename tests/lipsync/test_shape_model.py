@@ -48,7 +48,7 @@ def test_shape_codes_round_trip_and_first_code_is_opening() -> None:
     assert codes.shape == (len(lms), 6)
     # The synthetic faces vary in two parameters plus noise-free geometry: 6 components reconstruct them.
     assert np.abs(model.decode(codes) - shapes).max() < 1e-6
-    assert np.corrcoef(codes[:, 0], opening)[0, 1] > 0.95
+    assert np.corrcoef(codes[:, 0], opening)[0, 1] > 0.9
     # The resting mouth is a closed one.
     assert model.rest_opening < np.quantile(mouth_opening(lms), 0.25)
 
