@@ -147,8 +147,9 @@ class CutDetector:
     """Shot cuts from small grey frames; blank (black / uniform) frames are recognised and skipped."""
 
     def __init__(self, hist_threshold: float = 0.3, diff_threshold: float = 0.12, hist_support: float = 0.15,
-                 blank_std: float = 6.0) -> None:
+                 blank_std: float = 6.0, min_pixel_diff: float = 0.06) -> None:
         self.hist_threshold = hist_threshold
+        self.min_pixel_diff = min_pixel_diff
         self.diff_threshold = diff_threshold
         self.hist_support = hist_support
         self.blank_std = blank_std
@@ -180,8 +181,11 @@ class CutDetector:
         if self._ref_hist is not None and self._ref_small is not None:
             self.last_hist_diff = float(np.abs(hist - self._ref_hist).sum())  # 0 .. 2
             self.last_pixel_diff = float(np.abs(small.astype(np.float32) - self._ref_small).mean()) / 255.0
-            cut = self.last_hist_diff > self.hist_threshold or (
-                self.last_pixel_diff > self.diff_threshold and self.last_hist_diff > self.hist_support)
+            # a cut changes both the picture and its grey-level distribution; a fade or an exposure
+            # change shifts a narrow histogram a lot while the picture barely changes
+            h_diff, p_diff = self.last_hist_diff, self.last_pixel_diff
+            cut = (h_diff > self.hist_threshold and p_diff > self.min_pixel_diff) or (
+                p_diff > self.diff_threshold and h_diff > self.hist_support)
         self._ref_hist = hist
         self._ref_small = small.astype(np.float32)
         return cut, False

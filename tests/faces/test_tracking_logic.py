@@ -163,3 +163,14 @@ def test_mouth_opening_and_index_sets() -> None:
         assert len(set(idx)) == len(idx) and all(0 <= i < 468 for i in idx)
     assert set(L.MOUTH_CORNERS) <= set(L.MOUTH_OUTER)
     assert L.UPPER_LIP_INNER_MID in L.MOUTH_INNER and L.LOWER_LIP_INNER_MID in L.MOUTH_INNER
+
+
+def test_cut_detector_ignores_a_fade_on_a_flat_background() -> None:
+    # a blue-screen-like frame whose brightness steps up: the histogram moves, the picture does not change
+    import cv2
+
+    base = np.full((90, 160, 3), (40, 70, 160), np.uint8)
+    cv2.circle(base, (80, 45), 20, (200, 180, 160), -1)
+    cd = CutDetector()
+    cuts = [cd.update(np.clip(base.astype(int) + 4 * k, 0, 255).astype(np.uint8))[0] for k in range(6)]
+    assert not any(cuts)
