@@ -71,7 +71,7 @@ def bench_inference(video: Path, analysis: object, sizes: list[int], device: str
     for size in sizes:
         kind = "cuda" if size >= 256 else "cpu"
         cfg = replace(RegenConfig.for_device(kind), crop_size=size)
-        g = Generator(cfg.base_channels, cfg.depth)
+        g = Generator(cfg.base_channels, cfg.depth, residual=cfg.residual)
         n_params = sum(p.numel() for p in g.parameters())
         geometry = CropGeometry.fit(ident.landmarks)
         m = crop_transform(imgs[0][1], geometry, size)
@@ -224,21 +224,74 @@ def evaluate(video: Path, analysis: object, ckpt: Path, out_dir: Path, device: s
     return rows
 
 
+def pipeline_eval(clip_path: Path, ckpt: Path, dub: Path, out_dir: Path, device: str) -> list[dict[str, object]]:
+    """The lip-sync engine's own evaluation (self-reconstruction on the held-out 30% from the audio, and
+    a dubbed render), once with the retrieval renderer and once with the network refining each
+    retrieval warp (the ``--engine net`` hook, patched in here). Same fit, same target codes, same
+    measures; the speaker-library prior is left out (an empty library) for both."""
+    import engine.pipeline.session as session
+    from engine.pipeline import evaluate as ev
+    from engine.regen import NetRenderer
+
+    clip = ev.load_clip(clip_path)
+    if clip is None:
+        return []
+    library = out_dir / "empty_library"
+    library.mkdir(parents=True, exist_ok=True)
+    net = NetRenderer(ckpt, device=device)
+    original_warp = session.warp_to_box
+    original_face = session.FrameComposer._face
+    rows: list[dict[str, object]] = []
+    for engine_name in ("retrieval", "net"):
+        sub = out_dir / engine_name
+        sub.mkdir(parents=True, exist_ok=True)
+        if engine_name == "net":
+
+            def face_with_net(self, plan, index, frame, details):  # type: ignore[no-untyped-def]
+                own = plan.landmarks[index]
+                target = plan.fit.shape.apply_to_frame(own, plan.codes[index])
+
+                def refined(bank, j, dst, box):  # type: ignore[no-untyped-def]
+                    return net.render_box(frame, own, target, box, warp=original_warp(bank, j, dst, box))
+
+                session.warp_to_box = refined  # type: ignore[assignment]
+                try:
+                    return original_face(self, plan, index, frame, details)
+                finally:
+                    session.warp_to_box = original_warp
+
+            session.FrameComposer._face = face_with_net  # type: ignore[method-assign]
+        try:
+            row = ev.self_reconstruction(clip, library, sub, None)
+            row.update(ev.dubbed(clip, dub, library, sub, None))
+        finally:
+            if engine_name == "net":
+                session.FrameComposer._face = original_face  # type: ignore[method-assign]
+        row["clip"] = f"{clip.name} [{engine_name}]"
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
-    ap.add_argument("--clips", default="vox_goatee,vox_beard_full")
+    ap.add_argument("--clips", default="vox_goatee:600,vox_beard_full:400", help="NAME[:MAX_STEPS],...")
     ap.add_argument("--size", type=int, default=96, help="crop size for training (px)")
     ap.add_argument("--steps", type=int, default=600, help="max training steps")
     ap.add_argument("--infer-sizes", default="96,128,256")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path("bench_out/net"))
     ap.add_argument("--skip-train", action="store_true", help="inference timing only")
+    ap.add_argument("--pipeline-eval", action="store_true",
+                    help="also run the lip-sync engine's eval (audio-driven) with each renderer")
+    ap.add_argument("--dub", default="dub_german1.wav", help="dubbed track for --pipeline-eval (in media/audio)")
     args = ap.parse_args()
     configure_threads()
     from engine.faces import analyse
 
-    clips = [args.media / "video" / f"{c}.mp4" for c in args.clips.split(",") if c]
+    specs = [c.split(":") for c in args.clips.split(",") if c]
+    clips = [args.media / "video" / f"{c[0]}.mp4" for c in specs]
+    steps = {c[0]: int(c[1]) for c in specs if len(c) > 1}
     missing = [c for c in clips if not c.is_file()]
     if missing:
         print(f"missing clips: {', '.join(map(str, missing))}", file=sys.stderr)
@@ -249,10 +302,12 @@ def main() -> int:
           bench_inference(clips[0], analyses[clips[0]], [int(s) for s in args.infer_sizes.split(",")], args.device))
     if args.skip_train:
         return 0
-    train_rows, quality_rows = [], []
+    train_rows, quality_rows, eval_rows = [], [], []
     for c in clips:
-        ckpt, row = train_clip(c, analyses[c], args.size, args.steps, args.device)
+        ckpt, row = train_clip(c, analyses[c], args.size, steps.get(c.stem, args.steps), args.device)
         train_rows.append(row)
+        if args.pipeline_eval:
+            eval_rows += pipeline_eval(c, ckpt, args.media / "audio" / args.dub, args.out / c.stem, args.device)
         try:
             quality_rows += evaluate(c, analyses[c], ckpt, args.out, args.device)
         except ImportError as exc:
@@ -265,6 +320,11 @@ def main() -> int:
               ["clip", "engine", "frames", "mouth PSNR", "mouth SSIM", "seams x", "motion LMD / still", "opening r",
                "jitter x"], quality_rows)
         print(f"\ncontact sheets: {args.out.resolve()}")
+    if eval_rows:
+        from engine.pipeline.evaluate import format_table
+
+        print("\nThe lip-sync engine's eval, per renderer (no speaker-library prior), dub " + args.dub)
+        print(format_table(eval_rows))
     return 0
 
 

@@ -50,7 +50,7 @@ class NetRenderer:
         self.config = RegenConfig(**state["config"])
         self.geometry = geometry_of(state)
         self.size = self.config.crop_size
-        self.generator = Generator(self.config.base_channels, self.config.depth).to(self.device)
+        self.generator = Generator(self.config.base_channels, self.config.depth, residual=self.config.residual).to(self.device)
         self.generator.load_state_dict(state["generator"])
         self.generator.eval()
         self.bank_crops = np.asarray(state["bank"]["crops"])

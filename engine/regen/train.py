@@ -49,7 +49,7 @@ from engine.runtime.paths import cache_dir
 
 log = logging.getLogger("lipdub.regen.train")
 
-REGEN_VERSION = 1
+REGEN_VERSION = 2
 BANK_SIZE = 48
 
 
@@ -60,6 +60,7 @@ class RegenConfig:
     crop_size: int = 128
     base_channels: int = 16
     depth: int = 4
+    residual: bool = True  #: output = reference + learned correction (see nets.Generator)
     disc_channels: int = 32
     batch_pairs: int = 4  #: pairs of consecutive frames per step (the batch is twice this)
     max_steps: int = 3000
@@ -109,7 +110,7 @@ def find_identity(analysis: Any, identity_id: int | str, video_path: str | Path 
 
 
 def build_models(config: RegenConfig, device: torch.device) -> tuple[Generator, PatchDiscriminator]:
-    g = Generator(config.base_channels, config.depth).to(device)
+    g = Generator(config.base_channels, config.depth, residual=config.residual).to(device)
     d = PatchDiscriminator(config.disc_channels).to(device)
     return g, d
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import torch
 
 from engine.regen import RegenConfig
 from engine.regen.data import extract_crops, make_batch
-from engine.regen.nets import IN_CHANNELS, Generator, PatchDiscriminator, patch_weight, ssim_map
+from engine.regen.nets import IN_CHANNELS, REFERENCE, Generator, PatchDiscriminator, patch_weight, ssim_map
 from engine.regen.train import _tensors, build_models, generator_losses
 
 
@@ -43,13 +44,28 @@ def test_ssim_is_one_for_identical_images_and_falls_with_noise() -> None:
     assert torch.allclose(ssim_map(a, a * 0.5), ssim_map(a * 0.5, a), atol=1e-5)
 
 
-def test_a_few_steps_reduce_the_loss(talking: tuple[Path, SimpleNamespace], tiny_config: RegenConfig) -> None:
+def test_residual_generator_starts_as_the_reference() -> None:
+    g = Generator(base=4, depth=2, residual=True)
+    x = torch.rand(2, IN_CHANNELS, 32, 32) * 2 - 1
+    assert torch.equal(g(x), x[:, REFERENCE])
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_a_few_steps_reduce_the_loss(talking: tuple[Path, SimpleNamespace], tiny_config: RegenConfig,
+                                     residual: bool) -> None:
     path, analysis = talking
     torch.manual_seed(0)
     data = extract_crops(path, analysis.identities[0], size=tiny_config.crop_size)
     assert data.crops.shape[1:] == (32 + 2 * data.pad, 32 + 2 * data.pad, 3) and len(data) == 48
-    fixed = _tensors(make_batch(data, data.pairs(False), np.random.default_rng(1), 4, augment=False), torch.device("cpu"))
-    g, _ = build_models(tiny_config, torch.device("cpu"))
+
+    def batch(rng: np.random.Generator, pairs: int) -> dict[str, torch.Tensor]:
+        t = _tensors(make_batch(data, data.pairs(False), rng, pairs), torch.device("cpu"))
+        if residual:  # references too bright: the correction the residual network must learn
+            t["inputs"][:, REFERENCE] = (t["inputs"][:, REFERENCE] + 0.3).clamp(-1, 1)
+        return t
+
+    fixed = batch(np.random.default_rng(1), 4)
+    g, _ = build_models(replace(tiny_config, residual=residual), torch.device("cpu"))
     opt = torch.optim.Adam(g.parameters(), lr=2e-3)
 
     def loss() -> float:
@@ -59,8 +75,7 @@ def test_a_few_steps_reduce_the_loss(talking: tuple[Path, SimpleNamespace], tiny
     before = loss()
     rng = np.random.default_rng(0)
     for _ in range(40):
-        t = _tensors(make_batch(data, data.pairs(False), rng, 2), torch.device("cpu"))
-        total, parts, _ = generator_losses(tiny_config, g, None, t)
+        total, parts, _ = generator_losses(tiny_config, g, None, batch(rng, 2))
         assert set(parts) == {"l1", "ssim", "temporal"}
         opt.zero_grad()
         total.backward()

@@ -17,7 +17,9 @@ from engine.runtime.jobs import CancelToken, Progress
 
 def test_trains_and_validation_error_falls(talking: tuple[Path, SimpleNamespace], tiny_config: RegenConfig) -> None:
     path, analysis = talking
-    cfg = replace(tiny_config, max_steps=80, lr=2e-3)
+    # A directly painting generator: its validation error starts high and must fall (the residual one
+    # starts at the reference, already close on this synthetic face; its learning is tested in test_nets).
+    cfg = replace(tiny_config, max_steps=80, lr=2e-3, residual=False)
     reports: list[Progress] = []
     ckpt = train_speaker(path, analysis, 0, device="cpu", config=cfg, progress=reports.append, resume=False)
     state = load_checkpoint(ckpt)
