@@ -8,12 +8,13 @@ Public API::
     net = NetRenderer(ckpt, device="auto")
     synth = net.render_box(frame, own_landmarks, target_landmarks, box, warp=retrieval_synth)  # composer hook
     result, alpha = net.render_frame(frame, own_landmarks, target_landmarks)                  # self-composed
+    net = refiner_for(video, analysis, identity_id, device="auto", train=False)  # cached one or None
 
 Frames are BGR uint8 (the engine's render format); landmarks (468, 2) image pixels.
 """
 
 from engine.regen.crop import CropGeometry, crop_transform, region_alpha
-from engine.regen.infer import NetRenderer
+from engine.regen.infer import NetRenderer, refiner_for
 from engine.regen.train import RegenConfig, checkpoint_path, load_checkpoint, train_speaker
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "checkpoint_path",
     "crop_transform",
     "load_checkpoint",
+    "refiner_for",
     "region_alpha",
     "train_speaker",
 ]

@@ -34,6 +34,7 @@ from engine.regen.crop import (
 from engine.regen.data import nearest_shapes, to_float
 from engine.regen.nets import Generator
 from engine.regen.train import RegenConfig, geometry_of, load_checkpoint
+from engine.runtime.jobs import CancelToken, ProgressFn
 
 #: A new bank reference replaces the current one only when its shape distance is this much smaller.
 SWITCH_RATIO = 0.7
@@ -153,3 +154,30 @@ class NetRenderer:
         out[y0:y1, x0:x1] = np.where((a > 0)[..., None], mixed, src)
         full[y0:y1, x0:x1] = a
         return out, full
+
+
+def refiner_for(
+    video_path: str | Path,
+    analysis: object,
+    identity_id: int | str,
+    *,
+    device: torch.device | str = "auto",
+    config: RegenConfig | None = None,
+    train: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> NetRenderer | None:
+    """The ``--engine net`` renderer of one speaker: the cached checkpoint, trained first when there is
+    none and ``train`` is set (long on a CPU: progress carries the ETA). None when ``train`` is off and
+    nothing is cached, so the caller falls back to retrieval."""
+    from engine.regen.train import checkpoint_path, train_speaker
+    from engine.runtime.compute import resolve_device
+
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    cfg = config or RegenConfig.for_device(dev)
+    path = checkpoint_path(video_path, identity_id, cfg)
+    if train:
+        path = train_speaker(video_path, analysis, identity_id, device=dev, config=cfg, progress=progress, cancel=cancel)
+    elif not path.is_file() or not load_checkpoint(path).get("done"):
+        return None
+    return NetRenderer(path, device=dev)

@@ -129,3 +129,15 @@ def test_rendered_frame_changes_only_inside_the_region(talking: tuple[Path, Simp
     synth = net.render_box(frame, own, target, box, warp=warp)
     assert synth.shape == warp.shape
     assert np.array_equal(synth[alpha[y0:y1, x0:x1] == 0], warp[alpha[y0:y1, x0:x1] == 0])
+
+
+def test_refiner_for_uses_the_cache_or_trains(talking: tuple[Path, SimpleNamespace], tiny_config: RegenConfig) -> None:
+    from engine.regen import refiner_for
+
+    path, analysis = talking
+    cfg = replace(tiny_config, max_steps=3, seed=11)
+    assert refiner_for(path, analysis, 0, device="cpu", config=cfg, train=False) is None
+    net = refiner_for(path, analysis, 0, device="cpu", config=cfg)
+    assert isinstance(net, NetRenderer)
+    again = refiner_for(path, analysis, 0, device="cpu", config=cfg, train=False)
+    assert isinstance(again, NetRenderer) and again.size == 32
