@@ -57,8 +57,8 @@ def video_ntsc(synth_dir: Path) -> Path:
 
 
 VFR_TIMES = [0.0]
-for _k, _d in enumerate([0.04, 0.02, 0.1, 0.0333, 0.04, 0.05, 0.02, 0.0667, 0.04] * 6):
-    VFR_TIMES.append(round(VFR_TIMES[-1] + _d, 4))
+for _gap in [0.04, 0.02, 0.1, 0.0333, 0.04, 0.05, 0.02, 0.0667, 0.04] * 6:
+    VFR_TIMES.append(round(VFR_TIMES[-1] + _gap, 4))
 
 
 @pytest.fixture(scope="session")
