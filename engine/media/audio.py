@@ -106,6 +106,12 @@ def decode_audio(
         stream = _pick_audio_stream(p, container, stream_index)
         assert isinstance(stream, av.audio.stream.AudioStream)
         ctx = stream.codec_context
+        if ctx is None:
+            raise MediaError(
+                "the audio codec of this file is not supported (no decoder for it)",
+                p,
+                hint="convert it to WAV, FLAC, MP3 or AAC",
+            )
         src_rate = int(ctx.sample_rate or stream.rate or 0)
         src_channels = int(ctx.channels or 0)
         src_layout = ctx.layout.name if ctx.layout is not None else ""

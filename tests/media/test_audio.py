@@ -127,3 +127,17 @@ def test_real_dub_tracks(shared_media: Path) -> None:
     for name in ("dub_english2.m4a", "dub_english3.mp3", "dub_french2.wav", "dub_german1.wav"):
         a = decode_audio(shared_media / "audio" / name, sample_rate=16000, channels=1)
         assert a.duration > 3 and np.abs(a.samples).max() > 0.1, name
+
+
+def test_unknown_audio_codec_names_the_file(tmp_path: Path) -> None:
+    """A well-formed WAV whose format tag names no codec FFmpeg knows: a MediaError, not a crash."""
+    import struct
+
+    data = b"\x00\x01" * 8000
+    fmt = struct.pack("<HHIIHH", 0x7A7A, 1, 16000, 32000, 2, 16)
+    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path = tmp_path / "strange codec.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    with pytest.raises(MediaError) as info:
+        decode_audio(path)
+    assert "strange codec.wav" in str(info.value)
