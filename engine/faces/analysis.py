@@ -49,7 +49,7 @@ from engine.faces.landmarks import (
 )
 from engine.faces.pose import pose_from_mesh
 from engine.faces.smoothing import OneEuroFilter
-from engine.faces.tracker import CutDetector, Observation, Tracker
+from engine.faces.tracker import CutDetector, Observation, Track, Tracker
 from engine.faces.types import MeshResult, iou, landmark_box
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from engine.runtime.paths import cache_dir
@@ -82,6 +82,8 @@ class AnalysisSettings:
     low_confidence: float = 0.8  #: landmark presence under this is flagged
     smooth_min_cutoff: float = 1.0  #: one-euro cutoff at rest (Hz)
     smooth_beta: float = 5.0  #: one-euro speed coefficient (per inter-ocular distance per second)
+    shape_jump: float = 0.02  #: mean landmark jump (eye distances) that triggers an identity check
+    split_factor: float = 1.15  #: a track splits when an embedding is this far beyond the merge distance
 
     def key(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -279,6 +281,8 @@ class _TrackRecord:
         self.flags: list[int] = []
         self.embeddings: list[np.ndarray] = []
         self.last_embed_t = -1e9
+        self.last_verify_t = -1e9
+        self.shape: np.ndarray | None = None  # previous frame's normalised landmark shape
         self.points: np.ndarray | None = None  # latest raw (468, 3) landmarks, to follow the face
         self.filter = OneEuroFilter(settings.smooth_min_cutoff, settings.smooth_beta)
         self.thumb: np.ndarray | None = None
@@ -303,6 +307,21 @@ def _flags(points: np.ndarray, conf: float, pose: np.ndarray, w: int, h: int, s:
     if (p[:, 0] < 0).any() or (p[:, 1] < 0).any() or (p[:, 0] > w - 1).any() or (p[:, 1] > h - 1).any():
         f |= FLAG_EDGE
     return f
+
+
+def _usable(points: np.ndarray, s: AnalysisSettings) -> bool:
+    """Whether a face is big and frontal enough for an identity embedding."""
+    return bool(inter_ocular(points) >= s.min_iod) and abs(float(pose_from_mesh(points)[0])) <= s.max_yaw
+
+
+def _shape(points: np.ndarray) -> np.ndarray:
+    """Landmarks with position, scale and in-plane rotation removed (units of the eye distance)."""
+    p = np.asarray(points, np.float64)[:, :2]
+    v = p[LEFT_EYE[0]] - p[RIGHT_EYE[0]]
+    scale = max(float(np.hypot(v[0], v[1])), 1e-6)
+    c, s = v / scale
+    rot = np.array([[c, s], [-s, c]])
+    return ((p - np.nanmean(p, axis=0)) @ rot.T) / scale
 
 
 def _thumbnail(rgb: np.ndarray, box: np.ndarray, size: int = 96) -> np.ndarray:
@@ -331,7 +350,7 @@ class FaceTrackingSession:
         self.cut_frames: list[int] = []
         self._last_detect = -10**9
         self._last_small = -10**9
-        self.stats = {"detections": 0, "meshes": 0, "embeddings": 0, "blank": 0}
+        self.stats = {"detections": 0, "meshes": 0, "embeddings": 0, "blank": 0, "splits": 0}
 
     def _mesh_ok(self, m: MeshResult) -> bool:
         return m.score >= self.s.min_presence and bool(np.isfinite(m.points[:, :2]).any())
@@ -379,7 +398,42 @@ class FaceTrackingSession:
                     continue
                 observations.append(obs)
         for track, obs in self.tracker.update(index, observations):
-            self._record(track.id, index, t, rgb, obs)
+            track_id, emb = self._verify_identity(track, index, t, rgb, obs)
+            self._record(track_id, index, t, rgb, obs, emb)
+
+    def _verify_identity(self, track: Track, index: int, t: float, rgb: np.ndarray,
+                         obs: Observation) -> tuple[int, np.ndarray | None]:
+        """Catch a person swap that the cut detector missed (a cut between similar shots).
+
+        When the frame changed more than usual, or the face's shape jumped, or a periodic embedding is
+        due, the face's embedding is compared with the track's; far apart, the track is split here.
+        Returns the track id to record under and the embedding computed (if any).
+        """
+        rec = self.records.get(track.id)
+        mesh = obs.payload
+        assert isinstance(mesh, MeshResult)
+        if rec is None or not rec.embeddings:
+            return track.id, None
+        shape = _shape(mesh.points)
+        jump = rec.shape is not None and float(np.abs(shape - rec.shape).mean()) > self.s.shape_jump
+        due = t - rec.last_embed_t >= self.s.embed_every_s * 2 ** (len(rec.embeddings) // 4)
+        check = (self.cuts.suspicious or jump) and t - rec.last_verify_t >= 0.5
+        if not (check or due) or not _usable(mesh.points, self.s):
+            return track.id, None
+        rec.last_verify_t = t
+        emb = self.backend.embed(rgb, mesh.points)
+        self.stats["embeddings"] += 1
+        if emb is None or not np.isfinite(emb).all():
+            return track.id, None
+        d = float(np.linalg.norm(np.mean(rec.embeddings, axis=0) - emb))
+        if d > self.s.split_factor * self.backend.same_person_distance:
+            new = self.tracker.split(track, index)
+            self.stats["splits"] += 1
+            log.info("frame %d: track %d looks like another person (%.2f apart): new track %d",
+                     index, track.id, d, new.id)
+            return new.id, emb
+        # a periodic embedding is kept; one taken only to check is not (embeddings stay sparse)
+        return track.id, emb if due else None
 
     @staticmethod
     def _observation(mesh: MeshResult) -> Observation:
@@ -395,7 +449,8 @@ class FaceTrackingSession:
                 kept.append(o)
         return kept
 
-    def _record(self, track_id: int, index: int, t: float, rgb: np.ndarray, obs: Observation) -> None:
+    def _record(self, track_id: int, index: int, t: float, rgb: np.ndarray, obs: Observation,
+                embedding: np.ndarray | None = None) -> None:
         mesh = obs.payload
         assert isinstance(mesh, MeshResult)
         rec = self.records.get(track_id)
@@ -414,16 +469,15 @@ class FaceTrackingSession:
         rec.conf.append(float(mesh.score))
         rec.pose.append(pose)
         rec.flags.append(flags)
-        usable = not flags & (FLAG_TOO_SMALL | FLAG_PROFILE)
-        # a descriptor costs ~100 ms on one core: a few per track are enough to re-identify, so the
-        # interval doubles after every 4 (a 10-minute shot gets ~15, a 2-second one 1)
-        interval = self.s.embed_every_s * 2 ** (len(rec.embeddings) // 4)
-        if usable and t - rec.last_embed_t >= interval:
-            emb = self.backend.embed(rgb, pts)
+        rec.shape = _shape(pts)
+        if embedding is None and not rec.embeddings and t - rec.last_verify_t >= 0.5 and _usable(pts, self.s):
+            # the track's first embedding (periodic ones come from _verify_identity)
+            rec.last_verify_t = t
+            embedding = self.backend.embed(rgb, pts)
             self.stats["embeddings"] += 1
-            if emb is not None and np.isfinite(emb).all():
-                rec.embeddings.append(emb)
-                rec.last_embed_t = t
+        if embedding is not None and np.isfinite(embedding).all():
+            rec.embeddings.append(embedding)
+            rec.last_embed_t = t
         # thumbnail: the most frontal, most confident, biggest view
         score = mesh.score * float(np.cos(np.radians(min(89.0, abs(float(pose[0])))))) * min(iod, 200.0)
         if score > rec.thumb_score:

@@ -138,6 +138,14 @@ class Tracker:
         self.tracks = alive
         return pairs
 
+    def split(self, track: Track, frame: int) -> Track:
+        """End ``track`` here and continue its face under a new id (it turned out to be someone else)."""
+        new = Track(self._next_id, track.box.copy(), track.keypoints.copy(), first_frame=frame, last_frame=frame)
+        self._next_id += 1
+        self.tracks = [new if t is track else t for t in self.tracks]
+        self.ended.append(track)
+        return new
+
     def mark_missed(self, frame: int) -> None:
         """A frame with no usable picture (blank): every live track ages without an observation."""
         self.update(frame, [])
@@ -157,6 +165,9 @@ class CutDetector:
         self._ref_small: np.ndarray | None = None
         self.last_hist_diff = 0.0
         self.last_pixel_diff = 0.0
+        #: the last frame changed more than usual within a shot, without being a cut (worth checking
+        #: that every tracked face is still the same person)
+        self.suspicious = False
 
     @staticmethod
     def small_grey(rgb: np.ndarray) -> np.ndarray:
@@ -173,6 +184,7 @@ class CutDetector:
     def update(self, rgb: np.ndarray) -> tuple[bool, bool]:
         """Feed the next frame. Returns (is_cut, is_blank)."""
         small = self.small_grey(rgb)
+        self.suspicious = False
         if self.is_blank(small):
             return False, True
         counts = cv2.calcHist([small], [0], None, [32], [0, 256]).ravel().astype(np.float64)
@@ -186,6 +198,7 @@ class CutDetector:
             h_diff, p_diff = self.last_hist_diff, self.last_pixel_diff
             cut = (h_diff > self.hist_threshold and p_diff > self.min_pixel_diff) or (
                 p_diff > self.diff_threshold and h_diff > self.hist_support)
+            self.suspicious = not cut and (p_diff > 0.4 * self.diff_threshold or h_diff > 0.5 * self.hist_threshold)
         self._ref_hist = hist
         self._ref_small = small.astype(np.float32)
         return cut, False
