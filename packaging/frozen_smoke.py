@@ -80,6 +80,12 @@ def bundle_check() -> dict[str, Any]:
 
     libs["ctranslate2"] = ctranslate2.__version__
 
+    import onnx
+    from insightface.model_zoo import model_zoo  # the optional insightface face backend
+
+    assert model_zoo is not None
+    libs["onnx"] = onnx.__version__
+
     import torch
 
     x = torch.ones(4, 4) @ torch.ones(4, 4)
@@ -132,11 +138,19 @@ def smoke(clip: Path, out_dir: Path, timeout_s: float = 600.0) -> dict[str, Any]
     t0 = time.monotonic()
     window.open_paths([clip])
     session = window.session
-    if not _wait(app, lambda: session.analysis is not None or bool(window.errors), timeout_s):
+
+    def settled() -> bool:
+        # done, failed, or given up (no analysis running and a status saying why)
+        started = session.analysis_progress is not None or session.analysis_status not in ("", "starting")
+        return session.analysis is not None or bool(window.errors) or (started and session.analysis_progress is None)
+
+    if not _wait(app, settled, timeout_s):
         raise RuntimeError(f"the face analysis did not finish in {timeout_s:.0f} s ({session.analysis_status})")
     if window.errors:
         action, exc = window.errors[0]
         raise RuntimeError(f"{action}: {exc}")
+    if session.analysis is None:
+        raise RuntimeError(f"the face analysis did not run: {session.analysis_status}")
     analysed_s = time.monotonic() - t0
     # the preview re-renders after the analysis (mouth box); wait for a frame that has it when faces exist
     has_faces = bool(session.analysis.identities)
