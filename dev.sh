@@ -3,6 +3,7 @@
 #   ./dev.sh app    create .venv, install everything, launch the app
 #   ./dev.sh test   create .venv, install everything, run lint, type check, contracts and all tests
 #   ./dev.sh setup  only create/update .venv
+#   ./dev.sh package  build the frozen app folder dist/lipdub-studio (PyInstaller) and smoke-test it
 # Extra arguments after "test" go to pytest (e.g. ./dev.sh test tests/media -x).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -67,5 +68,6 @@ case "$cmd" in
     setup) setup ;;
     app) setup; exec "$VENV/bin/lipdub-studio" "$@" ;;
     test) setup; run_tests "$@" ;;
-    *) echo "usage: ./dev.sh app|test|setup" >&2; exit 2 ;;
+    package) setup; exec packaging/build.sh "$@" ;;
+    *) echo "usage: ./dev.sh app|test|setup|package" >&2; exit 2 ;;
 esac
