@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from engine.errors import BadInputError
 from engine.pipeline.fit import (
     AudioTrack,
+    SpeakerFit,
     TrackSignals,
     active_speaker,
     fit_speaker,
@@ -30,11 +32,19 @@ log = logging.getLogger("lipdub.pipeline.render")
 
 @dataclass
 class TrackAssignment:
-    """A dubbed audio track driving one face (``face`` None: the most present face)."""
+    """A dubbed audio track driving one face (``face`` None: the most present face).
+
+    ``offset_s``: where the (trimmed) track starts on the video timeline; ``trim_in_s``/``trim_out_s``:
+    the part of the file that plays; ``start_s``/``end_s``: the part of the video this assignment
+    covers (None: all of it). Outside its range a face is left as it is."""
 
     audio_path: Path
     face: str | None = None
     offset_s: float = 0.0
+    trim_in_s: float = 0.0
+    trim_out_s: float | None = None
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 @dataclass
@@ -44,6 +54,7 @@ class PreparedRender:
     frame_count: int
     fps: float
     tracks: list[FaceTrack]
+    fits: dict[str, SpeakerFit]
 
 
 def _stage(progress: ProgressFn | None, stage: str, base: float, span: float) -> ProgressFn:
@@ -68,11 +79,14 @@ def choose_face(tracks: list[FaceTrack], face: str | None, video: Path) -> FaceT
                         hint="faces found: " + ", ".join(t.identity for t in tracks))
 
 
-def _load_track(path: Path) -> AudioTrack:
+def _load_track(a: TrackAssignment, video_start: float) -> AudioTrack:
+    """The assignment's track at 16 kHz mono, trimmed, placed on the video clock."""
+    from engine.audio.timeline import trimmed_samples
     from engine.media.audio import decode_audio
 
-    a = decode_audio(path, sample_rate=16000, channels=1)
-    return AudioTrack(a.mono(), 0.0)
+    d = decode_audio(a.audio_path, sample_rate=16000, channels=1)
+    samples, offset = trimmed_samples(d.mono(), 16000, a)  # type: ignore[arg-type]
+    return AudioTrack(samples, video_start + offset)
 
 
 def prepare_render(
@@ -81,6 +95,7 @@ def prepare_render(
     use_library: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    fitted: dict[str, SpeakerFit] | None = None,
 ) -> PreparedRender:
     """Analyse (cached), fit each assigned face on the original audio, plan its mouth for its track."""
     from engine.faces import analyse
@@ -102,7 +117,7 @@ def prepare_render(
     speaking = active_speaker(tracks, own.energy_db, own.speech, info.fps)
     vkey = content_hash(video)
     plans = []
-    fits = {}
+    fits = dict(fitted or {})
     for k, a in enumerate(assignments):
         check_cancel(cancel)
         track = choose_face(tracks, a.face, video)
@@ -115,14 +130,18 @@ def prepare_render(
                 progress=_stage(progress, "fit", 0.5 + 0.4 * k / len(assignments), 0.4 / len(assignments)),
                 cancel=cancel,
             )
-        dub_audio = _load_track(a.audio_path)
-        dub: TrackSignals = track_signals(AudioTrack(dub_audio.samples, float(times[0]) + a.offset_s), times,
-                                          cancel=cancel)
+        dub: TrackSignals = track_signals(_load_track(a, float(times[0])), times, cancel=cancel)
         codes = target_codes(fits[track.identity], dub, info.fps)
-        plans.append(plan_face(track, fits[track.identity], codes))
+        plan = plan_face(track, fits[track.identity], codes)
+        rel = times - times[0]
+        if a.start_s is not None:
+            plan.ok &= rel >= a.start_s - 1e-6
+        if a.end_s is not None:
+            plan.ok &= rel < a.end_s - 1e-6
+        plans.append(plan)
     if progress is not None:
         progress(Progress("prepare", 1.0, 1.0))
-    return PreparedRender(video, plans, len(times), float(info.fps), tracks)
+    return PreparedRender(video, plans, len(times), float(info.fps), tracks, fits)
 
 
 def open_session(prepared: PreparedRender, cache_frames: int = 16) -> RenderSession:
@@ -179,3 +198,64 @@ def render_video(
         audio_tracks=[audio], settings=ExportSettings(renderer_pixel_format="bgr24"),
         progress=progress, cancel=cancel,
     )
+
+
+def assignments_from_project(project: Any) -> list[TrackAssignment]:
+    """The project's assignments (track -> identity over a time range) as engine assignments."""
+    tracks = {t.id: t for t in project.tracks}
+    out = []
+    for a in project.assignments:
+        t = tracks.get(a.track_id)
+        if t is None:
+            continue
+        out.append(TrackAssignment(Path(t.path), str(a.identity_id), float(t.offset_s), float(t.trim_in_s),
+                                   t.trim_out_s, float(a.start_s), float(a.end_s)))
+    return out
+
+
+class ProjectPreview:
+    """``render_frame(project, frame_index) -> (original, result)`` for the app's preview.
+
+    Prepares on the first request and again only when the project's video or assignments change;
+    fitted speakers are kept across those changes (refitting is the slow part). Neighbouring frames
+    are fast: the session keeps decoded frames and results, and the reader decodes forward."""
+
+    def __init__(self, use_library: bool = True) -> None:
+        self.use_library = use_library
+        self._key: tuple[Any, ...] | None = None
+        self._session: RenderSession | None = None
+        self._fits: dict[str, SpeakerFit] = {}
+        self._fits_video: Path | None = None
+
+    @staticmethod
+    def _signature(project: Any) -> tuple[Any, ...]:
+        return (str(project.video.path), tuple(
+            (a.audio_path, a.face, a.offset_s, a.trim_in_s, a.trim_out_s, a.start_s, a.end_s)
+            for a in assignments_from_project(project)))
+
+    def prepare(self, project: Any, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
+        if project.video is None:
+            raise BadInputError("the project has no video")
+        key = self._signature(project)
+        if key == self._key and self._session is not None:
+            return
+        video = Path(project.video.path)
+        if self._fits_video != video:
+            self._fits = {}
+        prepared = prepare_render(video, assignments_from_project(project), self.use_library, progress, cancel,
+                                  fitted=self._fits)
+        self._fits, self._fits_video = prepared.fits, video
+        if self._session is not None:
+            self._session.close()
+        self._session = open_session(prepared)
+        self._key = key
+
+    def render_frame(self, project: Any, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
+        self.prepare(project)
+        assert self._session is not None
+        return self._session.render_frame(frame_index)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None

@@ -73,3 +73,27 @@ def test_render_cli_is_frame_complete_and_timing_exact(shared_media: Path, tmp_p
     np.testing.assert_allclose(dst.frame_times - dst.frame_times[0], src.frame_times - src.frame_times[0], atol=1e-3)
     info = probe(out, use_cache=False)
     assert info.audio, "the dub is muxed"
+
+
+def test_project_preview_renders_assigned_range_only(clip, shared_media: Path) -> None:  # type: ignore[no-untyped-def]
+    from engine.pipeline.render import ProjectPreview
+    from engine.project.model import Assignment, DubTrack, Project, Video
+
+    dur = float(clip.frame_times[-1] - clip.frame_times[0])
+    project = Project(
+        video=Video(clip.path),
+        tracks=[DubTrack("t1", shared_media / "audio" / DUB, language="de")],
+        assignments=[Assignment("a1", "t1", clip.track.identity, 0.0, dur / 2)],
+    )
+    preview = ProjectPreview(use_library=False)
+    try:
+        first = clip.n // 4
+        original, result = preview.render_frame(project, first)
+        again, _ = preview.render_frame(project, first + 1)
+        assert original.shape == result.shape == again.shape
+        assert not np.array_equal(original, result), "inside the assigned range the mouth changes"
+        late = clip.n - 3  # after the assignment ends: untouched
+        o2, r2 = preview.render_frame(project, late)
+        assert np.array_equal(o2, r2)
+    finally:
+        preview.close()
