@@ -3,7 +3,8 @@ identity + smoothing), single face, at 224x224, 720p, 1080p and 1080x1920 portra
 
 Uses the real clips in ../shared/media/video (720p is the 1080p presenter clip scaled down and encoded
 once to a temporary file). Each row is the median of ``--runs`` runs, with a decode-only pass of the same
-file in the same run for the ratio. Run: ``.venv/bin/python bench/faces.py [--runs 3]``.
+file in the same run for the ratio. ``--memory`` adds peak memory for the 720p clip and for 8 times its
+length (it must not grow). Run: ``.venv/bin/python bench/faces.py [--runs 3] [--memory]``.
 """
 
 from __future__ import annotations
@@ -42,9 +43,48 @@ def _decode_fps(path: Path) -> float:
     return n / (time.perf_counter() - t)
 
 
+_PEAK = """
+import sys
+from engine.faces import analyse
+r = analyse(sys.argv[1], use_cache=False)
+hwm = [line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1]
+print(r.frame_count, int(hwm) // 1024)
+"""
+
+
+def _looped(src: Path, dst: Path, width: int, height: int, times: int) -> Path:
+    """The clip played forwards and backwards ``times`` times (one continuous shot), scaled."""
+    with VideoReader(src) as r:
+        n, fps = len(r), r.fps
+    with VideoWriter(dst, width, height, fps=fps, preset="ultrafast") as w:
+        with VideoReader(src) as r:
+            for k in range(times):
+                order = range(n) if k % 2 == 0 else range(n - 1, -1, -1)
+                for i in order:
+                    w.write(cv2.resize(r.frame(i), (width, height), interpolation=cv2.INTER_AREA))
+    return dst
+
+
+def _peak_memory(path: Path) -> tuple[int, int]:
+    """(frames, peak resident MiB) of a fresh process analysing ``path`` (VmHWM: this process only)."""
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def memory_table(tmp: str) -> None:
+    src = MEDIA / "presenter_kim_1080p.mp4"
+    print("peak memory, 720p single face (fresh process each):")
+    print(f"{'frames':>7} {'seconds':>8} {'peak MiB':>9}")
+    for times in (1, 8):
+        n, mib = _peak_memory(_looped(src, Path(tmp, f"loop{times}.mp4"), 1280, 720, times))
+        print(f"{n:>7} {n / 30:>8.1f} {mib:>9}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--memory", action="store_true", help="also peak memory for a clip and 8x its length")
     args = ap.parse_args()
     if not MEDIA.is_dir():
         print(f"real clips not found at {MEDIA}")
@@ -75,6 +115,8 @@ def main() -> int:
             print(f"{label:<20} {path.name:<32} {n:>6} {fps:>13.1f} {dec:>16.1f} {fps / dec:>6.2f} "
                   f"{1000 / fps:>9.2f}")
         print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+        if args.memory:
+            memory_table(tmp)
     return 0
 
 
