@@ -31,6 +31,7 @@ from engine.faces.analysis import (
     cache_path_for,
 )
 from engine.faces.backend import BACKENDS, FaceBackend, default_insightface_dir, get_backend
+from engine.faces.insight import InsightFacePackError, PackReport, check_insightface_pack
 from engine.faces.landmarks import mouth_opening
 
 __all__ = [
@@ -46,8 +47,11 @@ __all__ = [
     "FaceObservation",
     "FaceTrackingSession",
     "Identity",
+    "InsightFacePackError",
+    "PackReport",
     "analyse",
     "cache_path_for",
+    "check_insightface_pack",
     "default_insightface_dir",
     "get_backend",
     "mouth_opening",

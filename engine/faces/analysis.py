@@ -11,11 +11,17 @@ Public API (re-exported by :mod:`engine.faces`)::
 How it works, per frame: a shot-cut check on a small grey copy (a cut ends every track; black or
 uniform frames are skipped and never count as cuts); each live track is followed by running the
 landmark model on the ROI its previous landmarks give; the detector runs only when a track was lost, no
-face is tracked, after a cut, or every ``detect_every`` frames to pick up newcomers; observations are
-assigned to tracks by :class:`engine.faces.tracker.Tracker`. Landmarks are one-euro smoothed per track
-(the raw ones are kept too). Identity embeddings are computed sparsely (a track's first usable frame,
-then every ``embed_every_s`` seconds) and tracks are merged into identities by embedding distance,
-never merging two tracks that are on screen together.
+face is tracked, after a cut, or every ``detect_every`` frames to pick up newcomers (on large frames a
+tiled pass for small faces joins it every ``small_every`` frames); observations are assigned to tracks
+by :class:`engine.faces.tracker.Tracker`. Landmarks are one-euro smoothed per track (the raw ones are
+kept too). Identity embeddings are computed sparsely (a track's first usable frame, then every
+``embed_every_s`` seconds, less often as the track ages, and when the frame or the face's shape changes
+abruptly, to split a track whose face became someone else). Tracks are merged into identities by
+embedding distance, never merging two tracks that are on screen together.
+
+Head pose conventions are in :mod:`engine.faces.pose`; quality flags are the ``FLAG_*`` bits below.
+``FLAG_LOW_CONFIDENCE`` comes from the landmark model's presence score only: there is no dedicated
+mouth-occlusion detector, so a hand in front of the mouth is not reliably flagged.
 
 Memory: frames are streamed; what grows is the result itself (7.5 kB of landmarks per face per frame;
 measured peak 240 MiB for 223 frames of 720p and 287 MiB for 1784, see ``bench/faces.py --memory``).

@@ -2,7 +2,8 @@
 
 A backend finds faces (:meth:`FaceBackend.detect`), puts 468-layout landmarks on them (from a detection,
 or following the face from its previous landmarks), and computes identity embeddings. The analysis
-(:mod:`engine.faces.analysis`) only talks to this interface.
+(:mod:`engine.faces.analysis`) only talks to this interface. A backend instance holds inference
+sessions and is not thread-safe: use one per thread.
 """
 
 from __future__ import annotations

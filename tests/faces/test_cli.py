@@ -64,3 +64,16 @@ def test_json_and_overlay_on_a_real_clip(shared_media: Path, tmp_path: Path, cap
     assert len(list((tmp_path / "stills").glob("*.png"))) == 4
     assert [p.name for p in overlay.parent.iterdir()] == ["overlay.mp4"]  # no partial file left behind
     av.open(str(overlay)).close()
+
+
+def test_insightface_without_a_pack_says_what_the_folder_holds(tmp_path: Path) -> None:
+    from engine.faces import InsightFacePackError
+
+    (tmp_path / "det_10g.onnx").write_bytes(b"truncated download")
+    frames = [np.full((64, 64, 3), 100, np.uint8)] * 3
+    path = _write(tmp_path / "v.mp4", frames)
+    with pytest.raises(InsightFacePackError) as err:
+        _run([str(path), "--backend", "insightface", "--insightface-dir", str(tmp_path)])
+    text = err.value.user_text()
+    assert "incomplete" in text and "det_10g.onnx" in text and "v.mp4" in text and "builtin" in text
+    assert err.value.exit_code == 3
