@@ -584,5 +584,8 @@ def analyse(video_path: str | os.PathLike[str], *, backend: FaceBackend | str | 
         result.message = "no faces found in this video"
     log.info("faces in %s: %d identities, %s", video_path, len(identities), session.stats)
     if use_cache:
-        result.save(cache)
+        try:
+            result.save(cache)
+        except OSError as exc:  # a full or read-only cache folder costs a re-analysis later, nothing more
+            log.warning("could not write the face analysis cache %s: %s", cache, exc)
     return result

@@ -100,7 +100,9 @@ def test_a_b_a_with_black_frames_gives_two_identities(shared_media: Path, tmp_pa
     b = [cv2.resize(f, (224, 224), interpolation=cv2.INTER_AREA)
          for f in _frames(shared_media / "video" / "retalking_face_1.mp4", 60)]
     black = [np.zeros_like(a[0])] * 6
-    seq = a[:30] + black + a[30:60] + b + a[60:120]
+    # the second A shot is framed differently (closer), as after a real cut
+    closer = [cv2.resize(f[20:204, 20:204], (224, 224), interpolation=cv2.INTER_CUBIC) for f in a[60:120]]
+    seq = a[:30] + black + a[30:60] + b + closer
     path = _write(tmp_path / "aba.mp4", seq)
     result = analyse(path, use_cache=False)
     assert len(result.identities) == 2, [i.summary() for i in result.identities]
@@ -247,3 +249,13 @@ def test_person_swap_without_a_detectable_cut_splits_the_track(shared_media: Pat
     first, second = identities
     assert first.frame_ranges[0][0] == 0 and abs(first.frame_ranges[-1][1] - 59) <= 2
     assert abs(second.frame_ranges[0][0] - 60) <= 2 and second.frame_ranges[-1][1] == 119
+
+
+def test_unwritable_cache_does_not_fail_the_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: FaceAnalysis, path: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(FaceAnalysis, "save", refuse)
+    path = _write(tmp_path / "plain.mp4", [np.full((64, 64, 3), 80 + i, np.uint8) for i in range(5)])
+    result = analyse(path)
+    assert result.frame_count == 5 and result.identities == []
