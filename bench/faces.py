@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -81,6 +82,31 @@ def memory_table(tmp: str) -> None:
         print(f"{n:>7} {n / 30:>8.1f} {mib:>9}")
 
 
+def stage_table(backend: object) -> None:
+    """Median milliseconds of each model step on one 720p frame with one face."""
+    from engine.media import read_frame
+
+    be: Any = backend
+    rgb = cv2.resize(read_frame(MEDIA / "presenter_kim_1080p.mp4", 100), (1280, 720), interpolation=cv2.INTER_AREA)
+    det = be.detect(rgb)[0]
+    mesh = be.landmarks_from_detection(rgb, det)
+    steps = {
+        "detect (whole frame)": lambda: be.detect(rgb),
+        "detect_small (tiles)": lambda: be.detect_small(rgb),
+        "mesh, following a face": lambda: be.follow(rgb, mesh.points),
+        "mesh from a detection (2 passes)": lambda: be.landmarks_from_detection(rgb, det),
+        "identity embedding (dlib)": lambda: be.embed(rgb, mesh.points),
+    }
+    print("model steps on a 720p frame, one face (median of 15):")
+    for name, fn in steps.items():
+        times = []
+        for _ in range(15):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        print(f"  {name:<34} {1000 * statistics.median(times):7.2f} ms")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
@@ -115,6 +141,7 @@ def main() -> int:
             print(f"{label:<20} {path.name:<32} {n:>6} {fps:>13.1f} {dec:>16.1f} {fps / dec:>6.2f} "
                   f"{1000 / fps:>9.2f}")
         print(f"load after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+        stage_table(backend)
         if args.memory:
             memory_table(tmp)
     return 0

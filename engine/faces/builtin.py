@@ -61,20 +61,29 @@ def _anchors() -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)  # (2304, 2), normalised centres
 
 
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = ix * iy
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
                  overlap: float = 0.3) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """BlazeFace's weighted non-maximum suppression: overlapping candidates are averaged by score."""
     order = np.argsort(-scores)
-    remaining = list(order)
+    boxes, kps, scores = boxes[order], kps[order], scores[order]
     out: list[tuple[np.ndarray, np.ndarray, float]] = []
-    while remaining:
-        top = remaining[0]
-        group = [i for i in remaining if iou(boxes[top], boxes[i]) > overlap]
+    while len(scores):
+        group = _iou_one_to_many(boxes[0], boxes) > overlap
+        group[0] = True
         w = scores[group][:, None]
         box = (boxes[group] * w).sum(0) / w.sum()
         kp = (kps[group] * w[:, :, None]).sum(0) / w.sum()
-        out.append((box, kp, float(scores[top])))
-        remaining = [i for i in remaining if i not in set(group)]
+        out.append((box, kp, float(scores[0])))
+        keep = ~group
+        boxes, kps, scores = boxes[keep], kps[keep], scores[keep]
     return out
 
 
@@ -94,7 +103,9 @@ class BlazeFaceDetector:
         scale = _DET_SIZE / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        small = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        # skip rows/columns first so the area filter still averages >= 2x2 pixels: ~3x cheaper on 720p+
+        step = max(1, int(1 / scale) // 2)
+        small = cv2.resize(rgb[::step, ::step], (nw, nh), interpolation=interp)
         canvas = np.zeros((_DET_SIZE, _DET_SIZE, 3), np.float32)
         px, py = (_DET_SIZE - nw) // 2, (_DET_SIZE - nh) // 2
         canvas[py:py + nh, px:px + nw] = small.astype(np.float32) * (2.0 / 255.0) - 1.0
