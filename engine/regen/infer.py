@@ -75,8 +75,9 @@ class NetRenderer:
     @torch.no_grad()
     def generate(
         self, frame: np.ndarray, own: np.ndarray, target: np.ndarray, reference_frame: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(generated crop BGR uint8, its region alpha, the image-to-crop transform) for one face.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(generated crop BGR uint8, its region alpha, the image-to-crop transform, the reference crop)
+        for one face.
 
         ``reference_frame``: a full-size frame whose mouth region already shows the target shape
         (the retrieval render); None to use the speaker's own bank."""
@@ -95,7 +96,7 @@ class NetRenderer:
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
             gen = self.generator(x)
         g = gen[0].float().clamp(-1, 1).cpu().numpy().transpose(1, 2, 0)
-        return np.clip((g + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8), alpha, m
+        return np.clip((g + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8), alpha, m, ref
 
     def _to_box(self, crop: np.ndarray, m: np.ndarray, box: tuple[int, int, int, int], interp: int) -> np.ndarray:
         x0, y0, x1, y1 = box
@@ -129,9 +130,15 @@ class NetRenderer:
         if warp is not None:
             ref_frame = frame.copy()
             ref_frame[y0:y1, x0:x1] = warp
-        gen, alpha, m = self.generate(frame, own, target, ref_frame)
-        g = self._to_box(gen, m, box, cv2.INTER_LINEAR).astype(np.float32)
+        gen, alpha, m, ref = self.generate(frame, own, target, ref_frame)
         a = self._to_box(alpha, m, box, cv2.INTER_LINEAR)[..., None]
+        if warp is not None and self.config.residual:
+            # Only the network's correction goes back to frame resolution: the retrieval texture keeps
+            # its native detail however small the crop is next to the face.
+            delta = gen.astype(np.float32) - ref.astype(np.float32)
+            d = self._to_box(delta, m, box, cv2.INTER_LINEAR)
+            return np.clip(base + a * d + 0.5, 0, 255).astype(np.uint8)
+        g = self._to_box(gen, m, box, cv2.INTER_LINEAR).astype(np.float32)
         return np.clip(base + a * (g - base) + 0.5, 0, 255).astype(np.uint8)
 
     def render_frame(
@@ -146,7 +153,7 @@ class NetRenderer:
         out = frame.copy()
         if x1 <= x0 or y1 <= y0:
             return out, full
-        gen, alpha, m = self.generate(frame, own, target, reference_frame)
+        gen, alpha, m, _ = self.generate(frame, own, target, reference_frame)
         g = self._to_box(gen, m, box, cv2.INTER_LINEAR).astype(np.float32)
         a = self._to_box(alpha, m, box, cv2.INTER_LINEAR)
         src = frame[y0:y1, x0:x1]

@@ -141,3 +141,28 @@ def test_refiner_for_uses_the_cache_or_trains(talking: tuple[Path, SimpleNamespa
     assert isinstance(net, NetRenderer)
     again = refiner_for(path, analysis, 0, device="cpu", config=cfg, train=False)
     assert isinstance(again, NetRenderer) and again.size == 32
+
+
+def test_untrained_residual_network_returns_the_retrieval_warp(talking: tuple[Path, SimpleNamespace],
+                                                               tiny_config: RegenConfig) -> None:
+    """The correction starts at zero, and only the correction is resampled: native detail survives."""
+    from dataclasses import asdict
+
+    from engine.media import VideoReader
+    from engine.regen import CropGeometry
+    from engine.regen.nets import Generator
+    from tests.regen.synth_face import face_landmarks
+
+    path, analysis = talking
+    lms = analysis.identities[0].landmarks
+    g = Generator(tiny_config.base_channels, tiny_config.depth, residual=True)
+    bank = {"crops": np.zeros((1, 32, 32, 3), np.uint8), "landmarks": np.asarray(lms[:1])}
+    net = NetRenderer({"config": asdict(tiny_config), "geometry": CropGeometry.fit(lms).to_dict(),
+                       "generator": g.state_dict(), "bank": bank})
+    with VideoReader(path, pixel_format="bgr24") as reader:
+        frame = reader.frame(3)
+    box = net.region_box(lms[3], face_landmarks(0.4), frame.shape[:2])
+    x0, y0, x1, y1 = box
+    warp = np.random.default_rng(0).integers(0, 255, (y1 - y0, x1 - x0, 3), dtype=np.uint8)  # full of detail
+    out = net.render_box(frame, lms[3], face_landmarks(0.4), box, warp=warp)
+    assert np.abs(out.astype(int) - warp).max() <= 1
