@@ -10,9 +10,8 @@ landmarker is not used: the 68-point layout (iBUG) maps onto the mouth, jaw, eye
 needs with known correspondences.
 
 The 68 points are placed into the 468-point layout (:mod:`engine.faces.landmarks`) at their
-corresponding indices; the remaining points of the ordered mouth and jaw contours are filled by
-interpolation along the contour, and every other index is NaN. Downstream code that uses the named
-sets therefore works with either backend.
+corresponding indices and the other 400 are placed by a thin-plate-spline warp of a mean face
+(:func:`map_68_to_468`), so landmarks are complete (468, 2) arrays whichever backend made them.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,36 +50,53 @@ _MAP_68 = {
 _MAP_68.update({1: 93, 3: 58, 5: 136, 7: 176, 9: 400, 11: 365, 13: 288, 15: 323})
 
 
-def _fill_contour(points: np.ndarray, contour: tuple[int, ...], closed: bool) -> None:
-    """Fill NaN points of an ordered contour by linear interpolation between its known points."""
-    idx = np.array(contour)
-    known = np.isfinite(points[idx, 0])
-    if known.sum() < 2 or known.all():
-        return
-    pos = np.arange(len(idx), dtype=np.float64)
-    kp = pos[known]
-    if closed:  # wrap around so the gap across the start interpolates too
-        kp_ext = np.concatenate([kp - len(idx), kp, kp + len(idx)])
-    else:
-        kp_ext = kp
-    for d in range(points.shape[1]):
-        vals = points[idx[known], d].astype(np.float64)
-        vals_ext = np.concatenate([vals, vals, vals]) if closed else vals
-        points[idx[~known], d] = np.interp(pos[~known], kp_ext, vals_ext)
+def _tps_kernel(r: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r > 0, r * r * np.log(np.where(r > 0, r, 1.0)), 0.0)
+
+
+@lru_cache(maxsize=1)
+def _tps_fill_operator() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear map from the 68 mapped points to every other point of the reference face (thin plate spline).
+
+    Returns (mapped mesh indices, other mesh indices, (n_other, 68) weights): ``other = W @ mapped``.
+    The spline is fitted on the reference face, so it only depends on the layout and is computed once.
+    """
+    from engine.faces._reference_face import REFERENCE_468
+
+    mapped = np.array(sorted(set(_MAP_68.values())))
+    other = np.array([i for i in range(L.NUM_POINTS) if i not in set(mapped.tolist())])
+    p = REFERENCE_468[mapped].astype(np.float64)
+    q = REFERENCE_468[other].astype(np.float64)
+    n = len(p)
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n] = _tps_kernel(np.linalg.norm(p[:, None] - p[None], axis=-1)) + 1e-4 * np.eye(n)
+    system[:n, n] = system[n, :n] = 1.0
+    system[:n, n + 1:] = p
+    system[n + 1:, :n] = p.T
+    inv = np.linalg.inv(system)[:, :n]  # (n+3, n): coefficients from the values at the mapped points
+    basis = np.concatenate([_tps_kernel(np.linalg.norm(q[:, None] - p[None], axis=-1)),
+                            np.ones((len(q), 1)), q], axis=1)
+    return mapped, other, basis @ inv
 
 
 def map_68_to_468(pts68: np.ndarray) -> np.ndarray:
-    """(68, 2|3) iBUG landmarks -> (468, 3) mesh layout, NaN where no correspondence (contours filled)."""
-    p = np.asarray(pts68, np.float32)
-    out = np.full((L.NUM_POINTS, 3), np.nan, np.float32)
+    """(68, 2|3) iBUG landmarks -> (468, 3) mesh layout.
+
+    The 68 points land on their corresponding mesh indices; every other index is placed by a thin-plate
+    spline that warps a mean frontal face (:mod:`engine.faces._reference_face`) onto them, so the array
+    is complete (no NaN) and every named set is usable. Points far from the 68 (forehead top, ears) are
+    approximations; the mouth, jaw, eyes and nose are the 68 points themselves or close to them.
+    """
+    p = np.asarray(pts68, np.float64)
+    src = np.zeros((68, 3))
+    src[:, : min(3, p.shape[1])] = p[:, :3]
+    out = np.empty((L.NUM_POINTS, 3), np.float64)
     for k, m in _MAP_68.items():
-        out[m, : p.shape[1]] = p[k, :3]
-    if p.shape[1] == 2:
-        out[list(_MAP_68.values()), 2] = 0.0
-    _fill_contour(out, L.MOUTH_OUTER, closed=True)
-    _fill_contour(out, L.MOUTH_INNER, closed=True)
-    _fill_contour(out, L.JAW, closed=False)
-    return out
+        out[m] = src[k]
+    mapped, other, weights = _tps_fill_operator()
+    out[other] = weights @ out[mapped]
+    return out.astype(np.float32)
 
 
 @dataclass
@@ -232,8 +249,12 @@ class InsightFaceBackend:
         from insightface.app.common import Face
 
         face = Face(bbox=det.box.astype(np.float32), kps=det.keypoints, det_score=det.score)
-        pred = self.lmk.get(self._bgr(rgb), face)
-        return MeshResult(map_68_to_468(np.asarray(pred)), det.score)
+        pred = np.asarray(self.lmk.get(self._bgr(rgb), face), np.float32)
+        points = map_68_to_468(pred[:, :2])
+        # 1k3d68's depth sign and scale are not verified here (no pack on the build machines): leave
+        # depth unknown so head pose comes from the 2-d geometry (engine.faces.pose.pose_from_2d)
+        points[:, 2] = np.nan
+        return MeshResult(points, det.score)
 
     def follow(self, rgb: np.ndarray, previous: np.ndarray) -> MeshResult:
         """Re-detect inside a window around the previous face (the landmarker has no presence score)."""

@@ -1,8 +1,9 @@
 """Named landmark index sets in the 468-point face-mesh numbering, and the mouth-opening measure.
 
-Every backend delivers landmarks as a ``(468, 2)`` float32 array in image pixels, in this numbering
-(a backend with fewer points fills the indices it knows and leaves the others NaN; see
-:mod:`engine.faces.insight`). Downstream code indexes with the sets below and never with raw numbers.
+Every backend delivers landmarks as a complete ``(468, 2)`` float32 array in image pixels, in this
+numbering (a backend with fewer points places its own at the corresponding indices and fills the rest
+by warping a mean face; see :func:`engine.faces.insight.map_68_to_468`). Downstream code indexes with
+the sets below and never with raw numbers.
 
 Left and right are the *person's*: ``RIGHT_EYE`` is on the image's left side for a face looking at the
 camera. Contours are ordered so they can be drawn as polylines.
@@ -52,7 +53,7 @@ LEFT_EYE = (263, 362)
 RIGHT_EYE_CONTOUR = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
 LEFT_EYE_CONTOUR = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
 
-#: The points a sparse backend (insightface) must provide for the engine to work on a face.
+#: The points the engine relies on (mouth, jaw, eyes, nose).
 ESSENTIAL = tuple(dict.fromkeys(MOUTH + JAW + RIGHT_EYE + LEFT_EYE + (NOSE_TIP, NOSE_BASE)))
 
 
