@@ -46,13 +46,22 @@ def _qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def run_analysis(path: Path, settings: Any, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> AnalysisResult:
-    from engine.faces import analyse
+def run_analysis(path: Path, settings: Any, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                 in_subprocess: bool = True) -> AnalysisResult:
+    """The engine's face analysis of ``path``, by default in a child process (it holds the GIL for long
+    stretches inside C extensions, which would stall the GUI thread)."""
+    from app import faces_child
 
     backend = "insightface" if getattr(settings, "face_backend", "builtin") == "insightface" else "builtin"
-    folder = getattr(settings, "insightface_folder", "") or None
-    analysis = analyse(path, backend=backend, insightface_dir=folder if backend == "insightface" else None,
-                       progress=progress, cancel=cancel)
+    folder = (getattr(settings, "insightface_folder", "") or None) if backend == "insightface" else None
+    kwargs = {"video": str(path), "backend": backend, "insightface_dir": folder}
+    if in_subprocess:
+        from app.subprocess_job import run_in_subprocess
+
+        answer = run_in_subprocess("app.faces_child:analyse_to_cache", kwargs, progress, cancel, "The face analysis")
+    else:
+        answer = faces_child.analyse_to_cache(progress=progress, cancel=cancel, **kwargs)
+    analysis = faces_child.load(answer, str(path))
     result = AnalysisResult(analysis)
     for ident in analysis.identities:
         key = identity_key(ident.id)

@@ -44,6 +44,9 @@ def offer_restore(window: object, info: dict[str, object] | None) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # frozen builds: child processes (face analysis) start here
     args = _parse(sys.argv[1:] if argv is None else argv)
 
     from PySide6.QtCore import QTimer

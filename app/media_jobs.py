@@ -29,10 +29,17 @@ def media_kind(path: Path) -> str:
 
 
 def engine_piece_available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
+    """Whether ``engine.x.y`` exists, found on disk without importing ``engine.x`` (that can be heavy
+    and this is called on the GUI thread)."""
+    spec = importlib.util.find_spec("engine")
+    if spec is None or not spec.submodule_search_locations:
         return False
+    base = Path(next(iter(spec.submodule_search_locations)))
+    parts = module.split(".")[1:]
+    if not parts:
+        return True
+    leaf = base.joinpath(*parts)
+    return leaf.with_suffix(".py").is_file() or (leaf / "__init__.py").is_file()
 
 
 # --- video -------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ small cache of frames around the playhead. :class:`PreviewView` only paints what
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 import time
@@ -49,11 +48,10 @@ class FramePair:
 
 
 def lipsync_engine_available() -> bool:
-    """Whether the engine's per-frame renderer has landed (checked without importing torch)."""
-    try:
-        return importlib.util.find_spec("engine.pipeline.render") is not None
-    except (ImportError, ValueError):
-        return False
+    """Whether the engine's per-frame renderer has landed (checked on disk, without importing it)."""
+    from app.media_jobs import engine_piece_available
+
+    return engine_piece_available("engine.pipeline.render")
 
 
 class PreviewRenderer:
