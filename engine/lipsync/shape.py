@@ -14,8 +14,10 @@ from scipy.ndimage import gaussian_filter1d
 
 from engine.lipsync.geometry import (
     JAW,
+    LOWER_INNER_LIP,
     SHAPE_INDEX,
     SHAPE_POINTS,
+    UPPER_INNER_LIP,
     apply_affine,
     invert_affine,
     mouth_opening,
@@ -74,6 +76,12 @@ class ShapeModel:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """(N, C) codes -> (N, 2K) canonical shapes."""
         return np.asarray(codes, np.float64) @ self.components + self.mean
+
+    def code_opening(self, codes: np.ndarray) -> np.ndarray:
+        """Inner-lip gap of decoded codes, in the canonical frame (eyes 1 apart): the opening measure."""
+        shapes = self.decode(np.asarray(codes, np.float64).reshape(-1, self.n_components)).reshape(len(codes), -1, 2)
+        up, low = SHAPE_POINTS.index(UPPER_INNER_LIP), SHAPE_POINTS.index(LOWER_INNER_LIP)
+        return np.linalg.norm(shapes[:, low] - shapes[:, up], axis=-1)
 
     def encode_landmarks(self, landmarks: np.ndarray) -> np.ndarray:
         lm = np.asarray(landmarks, np.float64).reshape(-1, 468, 2)

@@ -140,9 +140,15 @@ def plan_path(
     pose_weight: float = 0.005,
     jump_cost: float = 0.25,
     hold_cost: float = 0.1,
+    target_opening: np.ndarray | None = None,
+    bank_opening: np.ndarray | None = None,
+    opening_weight: float = 2.0,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
-    frames, free to continue with the next source frame, paying to jump elsewhere."""
+    frames, free to continue with the next source frame, paying to jump elsewhere.
+
+    With ``target_opening``/``bank_opening`` the lip gap is matched explicitly as well: a source mouth
+    warped far from its own opening keeps its teeth and shadows and reads as the wrong opening."""
     n = len(target_codes)
     path = np.full(n, -1, np.int64)
     if len(bank) == 0:
@@ -165,6 +171,9 @@ def plan_path(
         seg = np.arange(t, end)
         d = ((tgt_c[seg, None, :] - bank_c[None]) ** 2).sum(-1) / len(w)
         d += pose_weight * ((tgt_p[seg, None, :] - bank_p[None]) ** 2).sum(-1)
+        if target_opening is not None and bank_opening is not None:
+            spread = float(np.std(bank_opening)) + 1e-6
+            d += opening_weight * ((target_opening[seg, None] - bank_opening[None]) / spread) ** 2
         cand = np.argpartition(d, k - 1, axis=1)[:, :k]
         unary = np.take_along_axis(d, cand, 1)
         cost = unary[0].copy()

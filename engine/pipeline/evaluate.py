@@ -390,16 +390,16 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
     chosen = list_clips(media, names)
     dubs = list_dubs(media)
     loaded: dict[str, Clip] = {}
-    # The speaker library for the leave-one-out prior: every clip's training part.
+    # The speaker library for the leave-one-out prior: one entry per clip, left out for its own clip.
     for path in all_clips:
         check_cancel(cancel)
         say(f"analysing {path.name}")
         clip = load_clip(path, cancel=cancel)
         if clip is None:
             continue
-        split = round(clip.n * TRAIN_FRACTION)
+        # All of each clip's speech: a clip's entry is never used when that clip itself is evaluated.
         ok, lm, _ = clip.track.dense(clip.n)
-        sel = ok & clip.speaking & (np.arange(clip.n) < split)
+        sel = ok & clip.speaking
         save_to_library(clip.name, clip.signals.design[sel], mouth_opening(lm[sel]), directory=library)
         if path in chosen:
             loaded[path.stem] = clip

@@ -35,7 +35,8 @@ class FacePlan:
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     n = len(codes)
     ok, lm, pose = track.dense(n)
-    path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale)
+    path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale,
+                     target_opening=fit.shape.code_opening(codes), bank_opening=fit.shape.code_opening(fit.bank.codes))
     return FacePlan(track, fit, codes, path, ok & (path >= 0), lm)
 
 
