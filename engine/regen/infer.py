@@ -52,7 +52,8 @@ class NetRenderer:
         self.geometry = geometry_of(state)
         self.size = self.config.crop_size
         self.generator = Generator(self.config.base_channels, self.config.depth, residual=self.config.residual).to(self.device)
-        self.generator.load_state_dict(state["generator"])
+        # The weights at the best validation error (the last ones only in older or unfinished checkpoints).
+        self.generator.load_state_dict(state.get("generator_best") or state["generator"])
         self.generator.eval()
         self.bank_crops = np.asarray(state["bank"]["crops"])
         self.bank_landmarks = np.asarray(state["bank"]["landmarks"], np.float64)

@@ -220,6 +220,8 @@ def train_speaker(
     scaler = torch.amp.GradScaler(dev.type, enabled=amp)
     rng = np.random.default_rng(cfg.seed)
     step, history, best, stale, elapsed_before = 0, [], float("inf"), 0, 0.0
+    best_weights: dict[str, torch.Tensor] | None = None  # the generator at its best validation error
+    best_seen = float("inf")
     if state is not None:
         g.load_state_dict(state["generator"])
         d.load_state_dict(state["discriminator"])
@@ -229,15 +231,18 @@ def train_speaker(
         rng.bit_generator.state = state["rng"]
         step, history = int(state["step"]), list(state["history"])
         best, stale, elapsed_before = float(state["best"]), int(state["stale"]), float(state["elapsed_s"])
+        best_weights = state.get("generator_best")
+        best_seen = float(state.get("best_seen", best))
         log.info("resuming regen training at step %d from %s", step, path)
     val_batch = _tensors(make_batch(data, val_pairs, np.random.default_rng(12345), cfg.val_pairs, augment=False), dev)
 
     def snapshot(done: bool) -> dict[str, Any]:
         return {
             "version": REGEN_VERSION, "config": asdict(cfg), "geometry": data.geometry.to_dict(),
-            "generator": g.state_dict(), "discriminator": d.state_dict(), "opt_g": opt_g.state_dict(),
+            "generator": g.state_dict(), "generator_best": best_weights if best_weights is not None else g.state_dict(),
+            "discriminator": d.state_dict(), "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "rng": rng.bit_generator.state,
-            "step": step, "history": history, "best": best, "stale": stale, "done": done,
+            "step": step, "history": history, "best": best, "best_seen": best_seen, "stale": stale, "done": done,
             "elapsed_s": elapsed_before + (time.monotonic() - t0), "frames_trained": int((~data.val).sum()),
             "bank": reference_bank(data), "source": str(video_path), "identity": str(identity_id),
         }
@@ -268,6 +273,9 @@ def train_speaker(
                 val = validation_l1(g, val_batch, amp)
                 history.append({"step": step, "val_l1": val, "train": parts,
                                 "elapsed_s": elapsed_before + time.monotonic() - t0})
+                if val < best_seen:
+                    best_seen = val
+                    best_weights = {k: v.detach().clone() for k, v in g.state_dict().items()}
                 if val < best * (1.0 - cfg.min_improvement):
                     best, stale = val, 0
                 else:

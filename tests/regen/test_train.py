@@ -26,6 +26,9 @@ def test_trains_and_validation_error_falls(talking: tuple[Path, SimpleNamespace]
     assert state["done"] and state["step"] == 80
     vals = [h["val_l1"] for h in state["history"]]
     assert len(vals) == 4 and vals[-1] < 0.8 * vals[0]
+    # Rendering uses the weights of the best validation error, not necessarily the last ones.
+    same = all(torch.equal(state["generator_best"][k], v) for k, v in state["generator"].items())
+    assert same == (vals[-1] == min(vals)) and state["best_seen"] == min(vals)
     train = [r for r in reports if r.stage == "regen: training"]
     assert train[-1].done == 80 and train[-1].total == 80
     assert any(r.eta_s is not None and r.eta_s > 0 for r in train[:-1])
