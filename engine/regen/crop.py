@@ -201,3 +201,29 @@ def warp_to_landmarks(image: np.ndarray, src_landmarks: np.ndarray, dst_landmark
     map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
     return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def speaker_region(crop_landmarks: np.ndarray, size: int, max_faces: int = 400) -> np.ndarray:
+    """The union of the region over (a sample of) a speaker's frames, as a hard 0/1 float32 mask.
+
+    The network is shown this fixed region, not the frame's own: a region that follows the frame's own
+    jaw would tell it the original mouth's shape, which it would then copy instead of the target's
+    (the original speech leaking into the dub)."""
+    lm = np.asarray(crop_landmarks, np.float64).reshape(-1, 468, 2)
+    pick: list[int] = np.linspace(0, len(lm) - 1, min(max_faces, len(lm))).round().astype(int).tolist() if len(lm) else []
+    hard = np.zeros((size, size), np.uint8)
+    for i in pick:
+        cv2.fillPoly(hard, [np.round(region_polygon(lm[i]) * 4).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=2)
+    return hard.astype(np.float32)
+
+
+def with_region(alpha: np.ndarray, region: np.ndarray | None, feather: float | None = None) -> np.ndarray:
+    """``alpha`` widened to the speaker's fixed region (feathered inwards the same way)."""
+    if region is None:
+        return alpha
+    size = alpha.shape[0]
+    hard = np.zeros((size + 2, size + 2), np.uint8)
+    hard[1:-1, 1:-1] = ((alpha > 0) | (region > 0)).astype(np.uint8) * 255
+    dist = cv2.distanceTransform(hard, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    f = max(1.0, size / 16 if feather is None else feather)
+    return np.clip(dist / f, 0.0, 1.0).astype(np.float32)

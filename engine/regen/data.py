@@ -22,8 +22,10 @@ from engine.regen.crop import (
     crop_transform,
     landmark_map,
     region_alpha,
+    speaker_region,
     warp_crop,
     warp_to_landmarks,
+    with_region,
 )
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 
@@ -40,6 +42,10 @@ class SpeakerCrops:
     size: int
     pad: int
     geometry: CropGeometry
+    region: np.ndarray | None = None  # (S + 2 pad, S + 2 pad) the speaker's fixed region, padded coordinates
+
+    def region_window(self, dx: int, dy: int) -> np.ndarray | None:
+        return None if self.region is None else self.region[dy : dy + self.size, dx : dx + self.size]
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -114,7 +120,8 @@ def extract_crops(
     if not got.all():  # frames the decoder could not deliver (a truncated file)
         crops, lms, frames = crops[got], lms[got], frames[got]
     val = ((np.arange(len(frames)) // max(1, val_every)) % max(2, val_every)) == 1
-    return SpeakerCrops(frames, crops, lms, val, size, pad, geometry)
+    region = speaker_region(lms[~val], sp) if (~val).any() else None
+    return SpeakerCrops(frames, crops, lms, val, size, pad, geometry, region)
 
 
 @dataclass
@@ -150,7 +157,8 @@ def nearest_shapes(landmarks: np.ndarray, query: np.ndarray, k: int) -> np.ndarr
 
 
 def make_batch(
-    data: SpeakerCrops, pairs: np.ndarray, rng: np.random.Generator, n_pairs: int, augment: bool = True
+    data: SpeakerCrops, pairs: np.ndarray, rng: np.random.Generator, n_pairs: int, augment: bool = True,
+    fixed_region: bool = True,
 ) -> Batch:
     """``n_pairs`` pairs of consecutive frames, each with a reference: another frame of the speaker
     (not within a second of it; half the time one of similar mouth shape, as retrieval would pick)
@@ -181,7 +189,7 @@ def make_batch(
             lm = data.landmarks[j] - [dx, dy]
             # The render-time region is the union of the frame's own mouth and the target's; here
             # the reference's shape stands in for the frame's own.
-            alpha = region_alpha([lm, ref_lm], s)
+            alpha = with_region(region_alpha([lm, ref_lm], s), data.region_window(dx, dy) if fixed_region else None)
             warped = warp_to_landmarks(ref_jit, ref_lm, lm)
             out_t.append(to_float(tgt))
             out_a.append(alpha[None])

@@ -30,6 +30,7 @@ from engine.regen.crop import (
     region_alpha,
     warp_crop,
     warp_to_landmarks,
+    with_region,
 )
 from engine.regen.data import nearest_shapes, to_float
 from engine.regen.nets import Generator
@@ -58,6 +59,8 @@ class NetRenderer:
         self.bank_crops = np.asarray(state["bank"]["crops"])
         self.bank_landmarks = np.asarray(state["bank"]["landmarks"], np.float64)
         self._ref: int | None = None
+        region = state.get("region")
+        self.region = np.asarray(region, np.float32) if region is not None and self.config.fixed_region else None
 
     def reset(self) -> None:
         """Forget the current reference choice (call at cuts and seeks)."""
@@ -85,7 +88,7 @@ class NetRenderer:
         m = crop_transform(own, self.geometry, self.size)
         src = warp_crop(frame, m, self.size)
         own_c, tgt_c = apply_affine(m, own), apply_affine(m, target)
-        alpha = region_alpha([own_c, tgt_c], self.size)
+        alpha = with_region(region_alpha([own_c, tgt_c], self.size), self.region)
         if reference_frame is not None:
             ref = warp_crop(reference_frame, m, self.size)
         else:

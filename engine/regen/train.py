@@ -49,7 +49,7 @@ from engine.runtime.paths import cache_dir
 
 log = logging.getLogger("lipdub.regen.train")
 
-REGEN_VERSION = 2
+REGEN_VERSION = 3
 BANK_SIZE = 48
 
 
@@ -61,6 +61,7 @@ class RegenConfig:
     base_channels: int = 16
     depth: int = 4
     residual: bool = True  #: output = reference + learned correction (see nets.Generator)
+    fixed_region: bool = True  #: show the network the speaker's fixed region, not the frame's own (no leak)
     disc_channels: int = 32
     batch_pairs: int = 4  #: pairs of consecutive frames per step (the batch is twice this)
     max_steps: int = 3000
@@ -168,6 +169,12 @@ def reference_bank(data: SpeakerCrops, k: int = BANK_SIZE) -> dict[str, np.ndarr
             "frames": data.frames[pick].astype(np.int64)}
 
 
+def region_of(data: SpeakerCrops) -> np.ndarray | None:
+    """The fixed region in unpadded crop pixels (what rendering uses)."""
+    p, s = data.pad, data.size
+    return None if data.region is None else np.ascontiguousarray(data.region[p : p + s, p : p + s])
+
+
 def train_speaker(
     video_path: str | Path,
     analysis: Any,
@@ -234,7 +241,8 @@ def train_speaker(
         best_weights = state.get("generator_best")
         best_seen = float(state.get("best_seen", best))
         log.info("resuming regen training at step %d from %s", step, path)
-    val_batch = _tensors(make_batch(data, val_pairs, np.random.default_rng(12345), cfg.val_pairs, augment=False), dev)
+    val_batch = _tensors(make_batch(data, val_pairs, np.random.default_rng(12345), cfg.val_pairs, augment=False,
+                                   fixed_region=cfg.fixed_region), dev)
 
     def snapshot(done: bool) -> dict[str, Any]:
         return {
@@ -244,7 +252,7 @@ def train_speaker(
             "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "rng": rng.bit_generator.state,
             "step": step, "history": history, "best": best, "best_seen": best_seen, "stale": stale, "done": done,
             "elapsed_s": elapsed_before + (time.monotonic() - t0), "frames_trained": int((~data.val).sum()),
-            "bank": reference_bank(data), "source": str(video_path), "identity": str(identity_id),
+            "bank": reference_bank(data), "region": region_of(data), "source": str(video_path), "identity": str(identity_id),
         }
 
     t0 = time.monotonic()
@@ -253,7 +261,7 @@ def train_speaker(
     try:
         while step < cfg.max_steps and not converged:
             check_cancel(cancel)
-            t = _tensors(make_batch(data, train_pairs, rng, cfg.batch_pairs), dev)
+            t = _tensors(make_batch(data, train_pairs, rng, cfg.batch_pairs, fixed_region=cfg.fixed_region), dev)
             use_adv = step >= cfg.adv_start and cfg.w_adv > 0
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                 loss, parts, out = generator_losses(cfg, g, d if use_adv else None, t)

@@ -169,3 +169,26 @@ def test_untrained_residual_network_returns_the_retrieval_warp(talking: tuple[Pa
     warp = np.random.default_rng(0).integers(0, 255, (y1 - y0, x1 - x0, 3), dtype=np.uint8)  # full of detail
     out = net.render_box(frame, lms[3], face_landmarks(0.4), box, warp=warp)
     assert np.abs(out.astype(int) - warp).max() <= 1
+
+
+def test_the_region_shown_to_the_network_does_not_follow_the_frames_own_mouth(
+        talking: tuple[Path, SimpleNamespace], tiny_config: RegenConfig) -> None:
+    """Otherwise the network learns the original mouth's shape from the region and copies it into the dub."""
+    from engine.media import VideoReader
+
+    path, analysis = talking
+    lms = analysis.identities[0].landmarks
+    openings = [float(lm[14, 1] - lm[13, 1]) for lm in lms]
+    closed, wide = int(np.argmin(openings)), int(np.argmax(openings))
+    net = NetRenderer(train_speaker(path, analysis, 0, device="cpu", config=replace(tiny_config, max_steps=2, seed=5)))
+    with VideoReader(path, pixel_format="bgr24") as reader:
+        frame = reader.frame(0)
+    target = lms[(closed + wide) // 2]
+    _, a_closed, _, _ = net.generate(frame, lms[closed], target)
+    _, a_wide, _, _ = net.generate(frame, lms[wide], target)
+    assert np.array_equal(a_closed, a_wide) and (a_closed == 1).sum() > 50
+    leaky = NetRenderer(train_speaker(path, analysis, 0, device="cpu",
+                                      config=replace(tiny_config, max_steps=2, seed=5, fixed_region=False)))
+    _, b_closed, _, _ = leaky.generate(frame, lms[closed], target)
+    _, b_wide, _, _ = leaky.generate(frame, lms[wide], target)
+    assert not np.array_equal(b_closed, b_wide)
