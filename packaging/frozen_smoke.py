@@ -8,7 +8,8 @@
     the bundle check, then what a user does, with the app's own main window under
     ``QT_QPA_PLATFORM=offscreen``: open the clip (probe, thumbnails, face analysis in the background),
     wait for the analysis and the preview frame, save the window and the preview as PNGs in ``--out``;
-    then detect speech and compute the Whisper features of the clip's audio.
+    with ``--dub AUDIO``, add it as a dubbed track, assign it to the first person and wait for the
+    preview to re-render; then detect speech and compute the Whisper features of the clip's audio.
 
 The last stdout line is ``SMOKE-RESULT {json}``, read by packaging/smoke_test.py. Exit 0 on success.
 """
@@ -117,7 +118,39 @@ def _audio_check(clip: Path) -> dict[str, Any]:
             "whisper_vectors": int(feats.vectors.shape[0])}
 
 
-def smoke(clip: Path, out_dir: Path, timeout_s: float = 600.0) -> dict[str, Any]:
+def _assign_and_preview(app: Any, window: Any, dub: Path, out_dir: Path, timeout_s: float) -> dict[str, Any]:
+    """Add ``dub`` as a dubbed track, assign it to the first person, wait for the preview to re-render."""
+    from app.faces_bridge import identity_key
+
+    identities = window.session.analysis.identities
+    if not identities:
+        return {"skipped": "no person to assign the track to"}
+    (track_id,) = window.add_tracks([dub])
+    loaded = _wait(app, lambda: bool(getattr(window.session.tracks.get(track_id), "duration_s", None))
+                   or bool(window.errors), 120.0)
+    if window.errors:
+        action, exc = window.errors[0]
+        raise RuntimeError(f"{action}: {exc}")
+    if not loaded:
+        raise RuntimeError(f"the dubbed track {dub} did not load")
+    before = window.preview.pair
+    if window.assign(track_id, identity_key(identities[0].id)) is None:
+        raise RuntimeError("assigning the track to the person was refused")
+    t0 = time.monotonic()
+    _wait(app, lambda: bool(window.errors) or (window.preview.pair is not None and window.preview.pair is not before
+                                               and window.preview.pair.note != before.note), timeout_s)
+    if window.errors:
+        action, exc = window.errors[0]
+        raise RuntimeError(f"{action}: {exc}")
+    pair = window.preview.pair
+    app.processEvents()
+    shot = out_dir / "preview_assigned.png"
+    window.preview.grab().save(str(shot))
+    return {"note": pair.note if pair else None, "lip_synced": bool(pair is not None and pair.result is not None),
+            "seconds": round(time.monotonic() - t0, 1), "png": str(shot)}
+
+
+def smoke(clip: Path, out_dir: Path, dub: Path | None = None, timeout_s: float = 600.0) -> dict[str, Any]:
     """Open ``clip`` in the real main window, wait for the analysis and a preview frame, save screenshots."""
     report = bundle_check()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -152,10 +185,7 @@ def smoke(clip: Path, out_dir: Path, timeout_s: float = 600.0) -> dict[str, Any]
     if session.analysis is None:
         raise RuntimeError(f"the face analysis did not run: {session.analysis_status}")
     analysed_s = time.monotonic() - t0
-    # the preview re-renders after the analysis (mouth box); wait for a frame that has it when faces exist
-    has_faces = bool(session.analysis.identities)
-    _wait(app, lambda: window.preview.pair is not None
-          and (not has_faces or window.preview.pair.mouth_box is not None), 60.0)
+    _wait(app, lambda: window.preview.pair is not None, 60.0)
     pair = window.preview.pair
     if pair is None or pair.original.isNull():
         raise RuntimeError("no preview frame was rendered")
@@ -169,6 +199,8 @@ def smoke(clip: Path, out_dir: Path, timeout_s: float = 600.0) -> dict[str, Any]
         if not widget.grab().save(str(out_dir / name)):
             raise RuntimeError(f"cannot save {out_dir / name}")
     report["screenshots"] = [str(out_dir / "window.png"), str(out_dir / "preview.png")]
+    if dub is not None:
+        report["lipsync_preview"] = _assign_and_preview(app, window, dub, out_dir, timeout_s)
     report["audio"] = _audio_check(clip)
     window.shutdown()
     window.close()
@@ -180,10 +212,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lipdub-studio")
     parser.add_argument("--bundle-check", action="store_true")
     parser.add_argument("--smoke-test", metavar="CLIP", type=Path)
+    parser.add_argument("--dub", type=Path, default=None, help="a dubbed track to assign to the first person")
     parser.add_argument("--out", type=Path, default=Path.cwd() / "smoke-out")
     args = parser.parse_args(argv)
     try:
-        report = smoke(args.smoke_test, args.out) if args.smoke_test else bundle_check()
+        report = smoke(args.smoke_test, args.out, args.dub) if args.smoke_test else bundle_check()
     except Exception as exc:
         traceback.print_exc()
         print("SMOKE-RESULT " + json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)

@@ -5,10 +5,12 @@
 1. Generates a two-second clip with PyAV: frames and speech from a real clip in ../shared/media/video
    when that folder is present (so the analysis has a face to find), else a synthetic picture and tone
    (then an empty face analysis is accepted).
-2. Runs ``lipdub-studio --smoke-test CLIP`` with ``QT_QPA_PLATFORM=offscreen``: the frozen app finds its
-   model files inside the bundle, loads every native library, probes the clip, analyses its faces,
-   detects speech, computes Whisper features and renders one preview frame into its preview widget
-   (saved as PNG). Must exit 0.
+2. Runs ``lipdub-studio --smoke-test CLIP --dub AUDIO`` with ``QT_QPA_PLATFORM=offscreen``: the frozen
+   app finds its model files inside the bundle, loads every native library, opens the clip in its
+   main window (probe, thumbnails, face analysis), renders the preview frame, then adds a two-second
+   dub, assigns it to the person found and waits for the lip-synced preview frame (screenshots saved as
+   PNG); it also detects speech and computes Whisper features. Must exit 0; with a real face the
+   preview must come back lip-synced.
 3. Runs the frozen ``lipdub`` command line on the clip: ``--version``, ``probe``, and ``analyse`` /
    ``render`` when the build has them; a render must write a playable video of the clip's length.
 
@@ -210,10 +212,13 @@ def smoke(dist: Path, scratch: Path) -> None:
     real_face = make_clip(clip)
     print(f"clip: {clip} ({'frames from ' + str(_source_clip()) if real_face else 'synthetic, no face'})")
 
-    proc = run("lipdub-studio --smoke-test (start, open, analyse, preview frame)",
-               [str(gui), "--smoke-test", str(clip), "--out", str(scratch / "gui")], scratch)
+    dub = make_dub(scratch / "dub.wav", clip)
+    print(f"dub track: {dub.name}" + (f" (first {CLIP_SECONDS:.0f} s of {DUB_AUDIO.name})" if dub != clip else ""))
+    proc = run("lipdub-studio --smoke-test (start, open, analyse, preview frame, assign a dub)",
+               [str(gui), "--smoke-test", str(clip), "--dub", str(dub), "--out", str(scratch / "gui")], scratch)
     result = _result_line(proc)
-    print("   ", json.dumps({k: result.get(k) for k in ("qt_platform", "analysis", "audio", "preview", "screenshots")}))
+    for key in ("qt_platform", "analysis", "audio", "preview", "lipsync_preview", "screenshots"):
+        print(f"    {key}: {json.dumps(result.get(key))}")
     if not result.get("ok"):
         raise SmokeFailure(f"smoke test reported failure: {result}")
     if real_face and result["analysis"]["identities"] < 1:
@@ -221,6 +226,9 @@ def smoke(dist: Path, scratch: Path) -> None:
     for png in result["screenshots"]:
         if not Path(png).is_file():
             raise SmokeFailure(f"{png} was not written")
+    lips = result.get("lipsync_preview") or {}
+    if real_face and not lips.get("lip_synced"):
+        raise SmokeFailure(f"the preview shows no lip-synced frame after assigning the dub: {lips.get('note')}")
 
     cmds = _subcommands(cli, scratch)
     print(f"    CLI subcommands in this build: {', '.join(sorted(cmds)) or 'none'}")
@@ -231,8 +239,6 @@ def smoke(dist: Path, scratch: Path) -> None:
         run("lipdub analyse", [str(cli), "analyse", str(clip)], scratch)
     if "render" in cmds:
         out = scratch / "rendered.mp4"
-        dub = make_dub(scratch / "dub.wav", clip)
-        print(f"    dub track: {dub.name}" + (f" (first {CLIP_SECONDS:.0f} s of {DUB_AUDIO.name})" if dub != clip else ""))
         run("lipdub render (two-second clip)", [str(cli), "render", str(clip), "--track", str(dub),
                                                 "--out", str(out), "--no-library"], scratch)
         seconds, n = _video_seconds(out)
