@@ -30,7 +30,14 @@ from PySide6.QtWidgets import (
 
 from app.document import Document
 from app.errors import show_error
-from app.export_job import PRESETS, ExportRequest, export_languages_of, planned_outputs, run_export
+from app.export_job import (
+    PRESETS,
+    ExportRequest,
+    export_languages_of,
+    planned_outputs,
+    run_export,
+    run_export_in_subprocess,
+)
 from app.workers import Worker, WorkerPool
 from engine.errors import LipdubError
 from engine.project.commands import ChangeRenderSettings
@@ -67,6 +74,7 @@ class ExportDialog(QDialog):
         self.outcome = ""  # "done" | "cancelled" | "failed"
         self.error: BaseException | None = None
         self.show_error_dialogs = True
+        self.in_subprocess = True  # tests that hook into the export run it in this process
         self.setWindowTitle("Export")
         self.setMinimumWidth(600)
         project = doc.project
@@ -195,7 +203,7 @@ class ExportDialog(QDialog):
             return "No track is assigned to a person: mouths stay unchanged; the dubbed audio is exported."
         if not lipsync_engine_available():
             return "The lip-sync engine is not in this build yet: frames pass through unchanged, with the dubbed audio."
-        return "Assigned speakers are lip-synced to their dub."
+        return "Assigned speakers are lip-synced to their dub; every other pixel is kept as decoded."
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path_edit.text(), "MP4 video (*.mp4);;QuickTime (*.mov);;Matroska (*.mkv)")
@@ -266,8 +274,9 @@ class ExportDialog(QDialog):
         self._started_at = time.monotonic()
         self.stage.setText("Starting…")
         self.result_label.setText("")
+        runner = run_export_in_subprocess if self.in_subprocess else run_export
         self.worker = self.pool.start(
-            lambda progress, cancel: run_export(project, req, progress, cancel),
+            lambda progress, cancel: runner(project, req, progress, cancel),
             "export",
             on_progress=self._on_progress,
             on_result=self._done,

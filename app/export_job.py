@@ -52,16 +52,21 @@ def planned_outputs(project: Any, request: ExportRequest) -> list[Path]:
 
 
 def lipsync_renderer(project: Any, progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[Any, Any, str]:
-    """(frame_renderer, needs_render, note) from the lip-sync engine when it offers one for projects."""
+    """(frame_renderer, needs_render, note): the engine's mouth renderer for the assigned speakers.
+
+    The renderer takes and returns BGR frames (the export is told so)."""
+    if not project.assignments:
+        return None, None, "No track is assigned to a person: frames pass through unchanged."
     try:
-        module = importlib.import_module("engine.pipeline.render")
+        render = importlib.import_module("engine.pipeline.render")
+        session = importlib.import_module("engine.pipeline.session")
     except ImportError:
         return None, None, "The lip-sync engine is not in this build: frames pass through unchanged."
-    factory = getattr(module, "project_frame_renderer", None)
-    if factory is None:
-        return None, None, "The lip-sync engine offers no export renderer yet: frames pass through unchanged."
-    renderer, needs = factory(project, progress=progress, cancel=cancel)
-    return renderer, needs, ""
+    prepared = render.prepare_render(project.video.path, render.assignments_from_project(project),
+                                     progress=progress, cancel=cancel)
+    composer = session.FrameComposer(prepared.plans)
+    todo = render.frames_to_render(prepared)
+    return (lambda i, frame: composer(i, frame)), todo, f"{len(todo)} of {prepared.frame_count} frames lip-synced."
 
 
 def run_export(project: Any, request: ExportRequest, progress: ProgressFn | None = None,
@@ -101,14 +106,24 @@ def run_export(project: Any, request: ExportRequest, progress: ProgressFn | None
             AudioTrack(t.samples, mix.sample_rate, language=lang, title=f"{t.label} ({lang})", default=(i == 0))
             for i, t in enumerate(mix.tracks)
         ]
-    renderer, needs, note = lipsync_renderer(project, stage("Preparing the speakers", 0.1, 0.0), cancel)
+    renderer, needs, note = lipsync_renderer(project, stage("Preparing the speakers", 0.1, 0.3), cancel)
     _label, codec, _suffix = PRESETS.get(request.preset, PRESETS["h264"])
-    settings = ExportSettings(codec=codec, preset=request.speed, crf=request.crf)
+    settings = ExportSettings(codec=codec, preset=request.speed, crf=request.crf, renderer_pixel_format="bgr24")
     # One language: one file at the chosen path (no language suffix in the name).
     mode_name = request.language_mode if len(langs) > 1 else "one_file_multi_track"
     results = export_languages(source, request.out_path, audio_by_language, mode=mode_name,  # type: ignore[arg-type]
                                frame_renderer=renderer, needs_render=needs, settings=settings,
-                               progress=stage("Exporting", 0.1, 0.9), cancel=cancel)
+                               progress=stage("Exporting", 0.4, 0.6), cancel=cancel)
     for r in results:
         warnings.extend(r.warnings)
     return {"outputs": [r.path for r in results], "results": results, "note": note, "warnings": warnings}
+
+
+def run_export_in_subprocess(project: Any, request: ExportRequest, progress: ProgressFn | None = None,
+                             cancel: CancelToken | None = None) -> dict[str, Any]:
+    """:func:`run_export` in a child process: the speaker fitting and rendering hold the GIL for long
+    stretches, which would stall the GUI thread if they ran in the app's process."""
+    from app.subprocess_job import run_in_subprocess
+
+    return run_in_subprocess("app.export_job:run_export", {"project": project, "request": request},  # type: ignore[no-any-return]
+                             progress, cancel, "The export")

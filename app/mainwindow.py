@@ -159,6 +159,11 @@ class MainWindow(QMainWindow):
         self._play_timer.setInterval(15)
         self._play_timer.timeout.connect(self._tick)
         self.audio: Any = None  # app.playback.AudioPlayer once created
+        self._prepared_signature: tuple = ()
+        self._speakers_timer = QTimer(self)
+        self._speakers_timer.setSingleShot(True)
+        self._speakers_timer.setInterval(800)
+        self._speakers_timer.timeout.connect(self.prepare_speakers)
 
         self._build_actions()
         self.doc.state_changed.connect(self._update_state)
@@ -411,10 +416,63 @@ class MainWindow(QMainWindow):
 
     def _on_doc_changed(self) -> None:
         self._sync_media()
-        self.preview_ctl.renderer.project = self.doc.stack.snapshot() if self.doc.project.assignments else None
-        self.preview_ctl.invalidate()
+        signature = self._lipsync_signature()
+        if signature != self._prepared_signature:
+            self._prepared_signature = signature
+            self.preview_ctl.renderer.prepared_project = None
+            self.preview_ctl.renderer.lipsync_note = ""
+            self._speakers_timer.start()  # prepare once the edits settle
+            self.preview_ctl.invalidate()
+            self._reshow()
+
+    def _reshow(self) -> None:
         if self.preview_ctl.current is not None and self.session.video is not None:
             self.preview_ctl.show(self.session.video.frame_at(self.playhead))
+
+    def _lipsync_signature(self) -> tuple:
+        p = self.doc.project
+        if p.video is None or not p.assignments:
+            return ()
+        tracks = {t.id: t for t in p.tracks}
+        parts = [(a.identity_id, a.start_s, a.end_s, str(t.path), t.offset_s, t.trim_in_s, t.trim_out_s)
+                 for a in p.assignments if (t := tracks.get(a.track_id)) is not None]
+        return (str(p.video.path), *parts)
+
+    def prepare_speakers(self) -> None:
+        """Fit the assigned speakers for the lip-synced preview, in the background."""
+        from app.preview import lipsync_engine_available
+
+        renderer = self.preview_ctl.renderer
+        if not self._prepared_signature or not lipsync_engine_available() or self.session.video is None:
+            return
+        project = self.doc.stack.snapshot()
+        signature = self._prepared_signature
+        renderer.lipsync_note = "Preparing the speaker models…"
+
+        def on_progress(p: Any) -> None:
+            renderer.lipsync_note = f"Preparing the speaker models: {p.fraction * 100:.0f}%"
+            self.status_job.setText(renderer.lipsync_note)
+
+        def done(prepared: Any) -> None:
+            if signature != self._prepared_signature:
+                return
+            renderer.prepared_project = prepared
+            renderer.lipsync_note = ""
+            self.status_job.setText("Speaker models ready")
+            self.preview_ctl.invalidate()
+            self._reshow()
+
+        def finished() -> None:
+            if renderer.prepared_project is None and signature == self._prepared_signature:
+                err = next((e for a, e in reversed(self.errors) if a == "Preparing the speaker models"), None)
+                text = err.user_text() if isinstance(err, LipdubError) else "it did not finish"
+                renderer.lipsync_note = f"No lip-synced preview: {text}"
+                self.preview_ctl.invalidate()
+                self._reshow()
+
+        self.run_job("speakers", lambda progress, cancel: renderer.prepare_lipsync(project, progress, cancel),
+                     "Preparing the speaker models", on_result=done, on_progress=on_progress, dialog=False,
+                     on_done=finished)
 
     def _sync_media(self) -> None:
         """Bring the session (video info, thumbnails, analysis, track waveforms) in line with the document."""
@@ -432,7 +490,7 @@ class MainWindow(QMainWindow):
         self.session.notify()
 
     def _load_video(self, path: Path | None) -> None:
-        for key in ("thumbs", "analysis", "probe"):
+        for key in ("thumbs", "analysis", "probe", "speakers"):
             job = self._jobs.pop(key, None)
             if job is not None:
                 job.cancel()

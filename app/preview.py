@@ -55,16 +55,20 @@ def lipsync_engine_available() -> bool:
 
 
 class PreviewRenderer:
-    """Owns the heavy resources (an open VideoReader; the engine's renderer). Called from one pool
-    thread at a time (the LatestOnly scheduler never runs two jobs at once), so no locking beyond a
-    guard against concurrent misuse."""
+    """Owns the heavy resources: an open VideoReader for originals, and the engine's lip-sync preview
+    (``engine.pipeline.render.ProjectPreview``) once its speakers are prepared. Frame jobs run one at
+    a time (LatestOnly); the speaker preparation runs as its own job and holds ``_lipsync_lock``, so a
+    frame requested meanwhile shows the original with a note instead of waiting."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reader: Any = None
         self._path: Path | None = None
-        self.analysis: Any = None  # engine.faces FaceAnalysis, for the mouth box
-        self.project: Any = None  # a snapshot of the project for the renderer
+        self.analysis: Any = None  # app.faces_bridge.AnalysisResult, for the mouth box
+        self._lipsync: Any = None  # engine.pipeline.render.ProjectPreview
+        self._lipsync_lock = threading.Lock()
+        self.prepared_project: Any = None  # the project snapshot the speakers were prepared for
+        self.lipsync_note = ""  # why there is no lip-synced frame (preparing, failed...)
 
     def set_video(self, path: Path | None) -> None:
         with self._lock:
@@ -72,9 +76,24 @@ class PreviewRenderer:
                 self._reader.close()
             self._reader = None
             self._path = path
+        self.prepared_project = None
 
     def close(self) -> None:
         self.set_video(None)
+        with self._lipsync_lock:
+            if self._lipsync is not None:
+                self._lipsync.close()
+                self._lipsync = None
+
+    def prepare_lipsync(self, project: Any, progress: Any = None, cancel: Any = None) -> Any:
+        """Fit the assigned speakers and plan their mouths (slow: seconds to minutes). Worker only."""
+        from engine.pipeline.render import ProjectPreview
+
+        with self._lipsync_lock:
+            if self._lipsync is None:
+                self._lipsync = ProjectPreview()
+            self._lipsync.prepare(project, progress, cancel)
+        return project
 
     def _open(self) -> Any:
         if self._reader is None:
@@ -91,9 +110,9 @@ class PreviewRenderer:
             reader = self._open()
             index = max(0, min(len(reader) - 1, index))
             original = reader.frame(index)
-            check_cancel(cancel)
-            result_arr, note = self._render_lipsync(reader, index, original, cancel)
             time_s = float(reader.frame_times[index])
+        check_cancel(cancel)
+        result_arr, note = self._render_lipsync(index)
         mouth = self._mouth_box(index)
         pair = FramePair(
             index=index,
@@ -106,22 +125,21 @@ class PreviewRenderer:
         pair.render_ms = (time.perf_counter() - t0) * 1000
         return pair
 
-    def _render_lipsync(self, reader: Any, index: int, original: np.ndarray, cancel: Any) -> tuple[np.ndarray | None, str]:
+    def _render_lipsync(self, index: int) -> tuple[np.ndarray | None, str]:
         if not lipsync_engine_available():
             return None, "No speaker model yet: the lip-sync engine is not installed in this build"
-        if self.project is None or not getattr(self.project, "assignments", None):
-            return None, "Nothing assigned here: the original plays unchanged"
-        from engine.pipeline import render as pipeline_render  # lazy: imports torch
-
-        fn = getattr(pipeline_render, "preview_frame", None) or getattr(pipeline_render, "render_frame", None)
-        if fn is None:
-            return None, "The lip-sync engine offers no preview renderer yet"
-        out = fn(self.project, index, reader=reader, analysis=self.analysis, cancel=cancel)
-        if isinstance(out, tuple):
-            out = out[1]
-        if out is None:
-            return None, "No speaker model for this frame yet"
-        return np.asarray(out), "Lip-synced"
+        project = self.prepared_project
+        if project is None:
+            return None, self.lipsync_note or "Nothing assigned: assign a dub track to a person to see the lip-synced side"
+        if not self._lipsync_lock.acquire(blocking=False):
+            return None, "Preparing the speaker models…"
+        try:
+            if self._lipsync is None:
+                return None, self.lipsync_note or "The speaker models are not prepared"
+            _original_bgr, result_bgr = self._lipsync.render_frame(project, index)
+        finally:
+            self._lipsync_lock.release()
+        return np.ascontiguousarray(result_bgr[..., ::-1]), "Lip-synced"
 
     def _mouth_box(self, index: int) -> tuple[float, float, float, float] | None:
         analysis = self.analysis

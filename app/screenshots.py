@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     export_dialog.run_export = gated  # type: ignore[assignment]
     dlg = export_dialog.ExportDialog(w.doc, w.pool, w)
     dlg.show_error_dialogs = False
+    dlg.in_subprocess = False  # the gate above lives in this process
     dlg.path_edit.setText(str(tmp / "export" / "interview.mp4"))
     (tmp / "export").mkdir()
     dlg.show()
