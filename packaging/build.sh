@@ -2,6 +2,7 @@
 # Build the frozen Lipdub Studio folder (dist/lipdub-studio/) with PyInstaller, then smoke-test it.
 #   packaging/build.sh              build + smoke test
 #   packaging/build.sh --no-smoke   build only
+#   packaging/build.sh --keep DIR   build + smoke test, keeping its clip, screenshots and outputs in DIR
 # Uses the project's virtual environment (LIPDUB_VENV, default .venv) and installs PyInstaller into it
 # when missing (the "packaging" extra of pyproject.toml). Intermediate files go to build/pyinstaller/,
 # the bundle to dist/lipdub-studio/ (both ignored by git). Runs at low CPU priority (nice).
@@ -11,7 +12,10 @@ ROOT=$(pwd)
 VENV="${LIPDUB_VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 smoke=1
-[ "${1:-}" = "--no-smoke" ] && smoke=0
+if [ "${1:-}" = "--no-smoke" ]; then
+    smoke=0
+    shift
+fi
 
 if ! "$PY" -c "import PyInstaller" 2>/dev/null; then
     echo "== installing PyInstaller (the packaging extra)"
@@ -29,5 +33,5 @@ echo "== largest folders in the bundle:"
 
 if [ $smoke -eq 1 ]; then
     echo "== smoke test"
-    nice -n 10 "$PY" packaging/smoke_test.py --dist "$ROOT/dist/lipdub-studio"
+    nice -n 10 "$PY" packaging/smoke_test.py --dist "$ROOT/dist/lipdub-studio" "$@"
 fi

@@ -198,3 +198,13 @@ def test_smoke_clip_is_two_seconds_of_video_and_audio(tmp_path: Path) -> None:
         assert c.streams.audio, "the smoke clip has no audio track"
         frames = sum(1 for _ in c.decode(c.streams.video[0]))
     assert frames == round(smoke.CLIP_SECONDS * 25)
+
+
+def test_bundle_check_passes_from_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks the frozen app runs on itself (``lipdub-studio --bundle-check``) pass from source, so a
+    failure in the built bundle points at the bundle, not at the check."""
+    monkeypatch.syspath_prepend(str(PACKAGING))  # frozen_smoke imports bundle_manifest by its plain name
+    report = _load("frozen_smoke").bundle_check()
+    assert report["frozen"] is False
+    assert len(report["models"]) == len(manifest.model_files())
+    assert {"cv2", "av", "dlib", "onnxruntime", "ai_edge_litert", "ctranslate2", "torch"} <= set(report["libs"])
