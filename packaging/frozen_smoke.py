@@ -137,8 +137,16 @@ def _assign_and_preview(app: Any, window: Any, dub: Path, out_dir: Path, timeout
     if window.assign(track_id, identity_key(identities[0].id)) is None:
         raise RuntimeError("assigning the track to the person was refused")
     t0 = time.monotonic()
-    _wait(app, lambda: bool(window.errors) or (window.preview.pair is not None and window.preview.pair is not before
-                                               and window.preview.pair.note != before.note), timeout_s)
+    notes: list[str] = []
+
+    def lip_synced() -> bool:
+        pair = window.preview.pair
+        if pair is not None and pair is not before and (not notes or notes[-1] != pair.note):
+            notes.append(pair.note)
+        return bool(window.errors) or (pair is not None and pair is not before and pair.result is not None)
+
+    # the app may first show intermediate states (e.g. while it fits the speaker model)
+    _wait(app, lip_synced, timeout_s)
     if window.errors:
         action, exc = window.errors[0]
         raise RuntimeError(f"{action}: {exc}")
@@ -146,7 +154,8 @@ def _assign_and_preview(app: Any, window: Any, dub: Path, out_dir: Path, timeout
     app.processEvents()
     shot = out_dir / "preview_assigned.png"
     window.preview.grab().save(str(shot))
-    return {"note": pair.note if pair else None, "lip_synced": bool(pair is not None and pair.result is not None),
+    return {"note": pair.note if pair else None, "notes_seen": notes,
+            "lip_synced": bool(pair is not None and pair is not before and pair.result is not None),
             "seconds": round(time.monotonic() - t0, 1), "png": str(shot)}
 
 
@@ -200,7 +209,7 @@ def smoke(clip: Path, out_dir: Path, dub: Path | None = None, timeout_s: float =
             raise RuntimeError(f"cannot save {out_dir / name}")
     report["screenshots"] = [str(out_dir / "window.png"), str(out_dir / "preview.png")]
     if dub is not None:
-        report["lipsync_preview"] = _assign_and_preview(app, window, dub, out_dir, timeout_s)
+        report["lipsync_preview"] = _assign_and_preview(app, window, dub, out_dir, min(timeout_s, 300.0))
     report["audio"] = _audio_check(clip)
     window.shutdown()
     window.close()

@@ -2,6 +2,8 @@
 
     .venv/bin/python packaging/smoke_test.py [--dist dist/lipdub-studio] [--keep DIR]
 
+0. Checks that every library a bundled binary links against is in the bundle or is a system library
+   (what trimming could break without any run noticing).
 1. Generates a two-second clip with PyAV: frames and speech from a real clip in ../shared/media/video
    when that folder is present (so the analysis has a face to find), else a synthetic picture and tone
    (then an empty face analysis is accepted).
@@ -182,6 +184,36 @@ def _result_line(proc: subprocess.CompletedProcess[str]) -> dict:
     raise SmokeFailure("the frozen app printed no SMOKE-RESULT line")
 
 
+#: libraries the bundle expects from the target system, which this build machine may lack
+DESKTOP_SYSTEM_LIBS = ("libpulse", "libxcb-", "libxkbcommon", "libwayland-", "libEGL", "libGL", "libgtk-3",
+                       "libgdk-3", "libatk-", "libpango", "libcairo", "libgdk_pixbuf", "libdbus-", "libfontconfig",
+                       "libfreetype", "libX", "libva", "libdrm", "libgbm", "libvulkan", "libproxy", "libgssapi")
+
+
+def unresolved_libraries(dist: Path) -> dict[str, list[str]]:
+    """Shared libraries that bundled binaries link against but that are neither in the bundle nor known
+    to this system's loader, other than the desktop libraries a target provides. Linux only."""
+    if sys.platform != "linux" or shutil.which("readelf") is None:
+        return {}
+    bundled = {p.name for p in dist.rglob("*.so*")}
+    system = set()
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+    out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True).stdout
+    for line in out.splitlines()[1:]:
+        system.add(line.strip().split(" ", 1)[0])
+    missing: dict[str, list[str]] = {}
+    for lib in sorted(p for p in dist.rglob("*.so*") if p.is_file()):
+        dyn = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True).stdout
+        for line in dyn.splitlines():
+            if "(NEEDED)" not in line:
+                continue
+            name = line.rsplit("[", 1)[-1].rstrip("]")
+            if name in bundled or name in system or name.startswith(DESKTOP_SYSTEM_LIBS):
+                continue
+            missing.setdefault(name, []).append(str(lib.relative_to(dist)))
+    return missing
+
+
 def _subcommands(cli: Path, scratch: Path) -> set[str]:
     text = run("lipdub --help", [str(cli), "--help"], scratch).stdout
     found = set()
@@ -207,6 +239,14 @@ def smoke(dist: Path, scratch: Path) -> None:
     for exe in (gui, cli):
         if not exe.is_file():
             raise SmokeFailure(f"{exe} does not exist: build it with packaging/build.sh")
+
+    t0 = time.perf_counter()
+    missing = unresolved_libraries(dist)
+    print(f"[{time.perf_counter() - t0:6.1f} s] linked libraries resolve: {'ok' if not missing else 'FAILED'}")
+    if missing:
+        for name, users in missing.items():
+            print(f"    {name} is needed by {', '.join(users[:3])}{' ...' if len(users) > 3 else ''}")
+        raise SmokeFailure("bundled binaries link against libraries that are neither bundled nor on the system")
 
     clip = scratch / "clip.mp4"
     real_face = make_clip(clip)
