@@ -136,13 +136,13 @@ def plan_path(
     valid: np.ndarray,
     bank: TextureBank,
     code_scale: np.ndarray,
-    k: int = 16,
+    k: int = 32,
     pose_weight: float = 0.005,
-    jump_cost: float = 0.25,
+    jump_cost: float = 0.1,
     hold_cost: float = 0.1,
     target_opening: np.ndarray | None = None,
     bank_opening: np.ndarray | None = None,
-    opening_weight: float = 2.0,
+    opening_weight: float = 5.0,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
     frames, free to continue with the next source frame, paying to jump elsewhere.
