@@ -420,7 +420,7 @@ class MainWindow(QMainWindow):
         if signature != self._prepared_signature:
             self._prepared_signature = signature
             self.preview_ctl.renderer.prepared_project = None
-            self.preview_ctl.renderer.lipsync_note = ""
+            self.preview_ctl.renderer.lipsync_note = "Preparing the speaker models…" if signature else ""
             self._speakers_timer.start()  # prepare once the edits settle
             self.preview_ctl.invalidate()
             self._reshow()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.workers import LatestOnly, WorkerPool
@@ -347,9 +347,12 @@ class PreviewView(QWidget):
     @staticmethod
     def _note(p: QPainter, rect: QRectF, text: str, font: QFont) -> None:
         p.setFont(font)
-        box = QRectF(rect.left() + 12, rect.center().y() - 30, rect.width() - 24, 60)
-        if box.width() < 60:
+        width = rect.width() - 24
+        if width < 60:
             return
+        flags = int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap)
+        needed = QFontMetrics(font).boundingRect(0, 0, int(width - 16), 1000, flags, text).height() + 16
+        box = QRectF(rect.left() + 12, rect.center().y() - needed / 2, width, needed)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(17, 20, 23, 210))
         p.drawRoundedRect(box, 6, 6)

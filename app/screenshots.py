@@ -23,13 +23,18 @@ MEDIA = Path(os.environ.get("LIPDUB_SHARED_MEDIA", ROOT.parent / "shared" / "med
 def two_person_video(out: Path, seconds: float = 4.0, size: int = 512) -> Path:
     """Join the first ``seconds`` of two clips of different people into one 25 fps video."""
     import cv2
+    import numpy as np
 
+    from engine.media import AudioTrack
+    from engine.media.audio import decode_audio
     from engine.media.reader import VideoReader
     from engine.media.writer import VideoWriter
 
     clips = [MEDIA / "video" / "hdtf_katiehill.mp4", MEDIA / "video" / "retalking_face_1.mp4"]
     fps = 25
-    with VideoWriter(out, size, size, fps=fps) as writer:
+    # each clip's own voice goes with it: the engine learns each speaker from the original audio
+    pcm = np.concatenate([decode_audio(c, sample_rate=48000, channels=2).samples[: int(seconds * 48000)] for c in clips])
+    with VideoWriter(out, size, size, fps=fps, audio_tracks=[AudioTrack(pcm, 48000, "en")]) as writer:
         k = 0
         for clip in clips:
             with VideoReader(clip) as reader:
@@ -100,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     w.inspector.show_item("track", ids[0])
     w.seek(5.2)
     pump(idle)
-    shot("03-assignment")
+    shot("03a-assignment-preparing")
+    t0 = time.monotonic()
+    pump(lambda: w.preview_ctl.renderer.prepared_project is not None
+         or (time.monotonic() - t0 > 3 and "speakers" not in w._jobs), 600)
+    w.seek(5.2)
+    pump(idle)
+    shot("03b-assignment-lipsynced")
 
     w.actions_by_name["wipe"].trigger()
     w.actions_by_name["mouth"].setChecked(True)
