@@ -109,6 +109,13 @@ def insightface_status(folder: str) -> tuple[bool, str]:
         return False, f"Found {found}; missing {' and '.join(missing)}."
     return True, f"Found {len(onnx)} models: {found}."
 
+def engine_pack_report(folder: str) -> object:
+    """The engine's own check of an insightface pack (opens the ONNX files; call it in a worker)."""
+    from engine.faces import check_insightface_pack
+
+    return check_insightface_pack(folder)
+
+
 def resolve_device_text(choice: str) -> str:
     """Which device the engine would use for ``choice``; imports torch, so call it in a worker."""
     from engine.runtime.compute import describe_device, resolve_device
@@ -123,6 +130,7 @@ class SettingsDialog(QDialog):
         self.settings = settings
         self._pool = pool
         self._device_request = 0
+        self._check_request = 0
 
         # Face backend
         faces = QGroupBox("Face analysis")
@@ -212,9 +220,27 @@ class SettingsDialog(QDialog):
             self.insight_status.setText("Using the built-in detector and landmarker.")
             self.insight_status.setProperty("state", "ok")
         else:
-            ok, text = insightface_status(self.folder_edit.text().strip())
-            self.insight_status.setText(("✔ " if ok else "✖ ") + text)
-            self.insight_status.setProperty("state", "ok" if ok else "bad")
+            folder = self.folder_edit.text().strip()
+            ok, text = insightface_status(folder)
+            self._show_insight(ok, text)
+            if ok:  # the names look right: let the engine open the models and say what it can use
+                self._check_request += 1
+                rid = self._check_request
+
+                def shown(report: object, rid: int = rid) -> None:
+                    if rid == self._check_request and self.insight.isChecked():
+                        self._show_insight(bool(report.ok), report.message())  # type: ignore[attr-defined]
+
+                self._pool.start(lambda progress, cancel: engine_pack_report(folder), "insightface-check", on_result=shown)
+                self.insight_status.setText("✔ " + text + " Checking the models…")
+        self._repolish()
+
+    def _show_insight(self, ok: bool, text: str) -> None:
+        self.insight_status.setText(("✔ " if ok else "✖ ") + text)
+        self.insight_status.setProperty("state", "ok" if ok else "bad")
+        self._repolish()
+
+    def _repolish(self) -> None:
         self.insight_status.style().unpolish(self.insight_status)
         self.insight_status.style().polish(self.insight_status)
 

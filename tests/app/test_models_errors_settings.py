@@ -124,4 +124,22 @@ def test_settings_persist_and_the_dialog_shows_the_device(qtbot) -> None:  # typ
     dlg.builtin.setChecked(True)
     assert dlg.result_settings().face_backend == "builtin"
     pool.shutdown()
+    dlg.close()
+    AppSettings().save()
+
+
+def test_settings_dialog_reports_the_engines_check_of_a_model_folder(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from app.settings import SettingsDialog
+    from app.workers import WorkerPool
+
+    # files named like a pack but not real models: the names pass, the engine's own check does not
+    (tmp_path / "det_10g.onnx").write_bytes(b"not a model")
+    (tmp_path / "w600k_r50.onnx").write_bytes(b"not a model")
+    pool = WorkerPool(1)
+    dlg = SettingsDialog(AppSettings(face_backend="insightface", insightface_folder=str(tmp_path)), pool)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: "Checking the models" not in dlg.insight_status.text(), timeout=60000)
+    text = dlg.insight_status.text()
+    assert text.startswith("✖") and "incomplete" in text and str(tmp_path) in text
+    pool.shutdown()
     AppSettings().save()

@@ -238,3 +238,28 @@ def test_a_broken_video_reports_an_error_and_keeps_the_project(qtbot, window, tm
     action, exc = window.errors[-1]
     assert "broken.mp4" in action or "broken.mp4" in str(exc)
     assert window.doc.project.video is None and not window.doc.stack.can_undo
+
+
+def test_space_and_jkl_play_and_pause(qtbot, window, video_25fps: Path) -> None:
+    open_video(qtbot, window, video_25fps)
+    window.seek(0.0)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert window.playing and window.speed == 1.0
+    qtbot.waitUntil(lambda: window.playhead > 0.3, timeout=10000)
+    qtbot.keyClick(window, Qt.Key.Key_K)
+    assert not window.playing
+    stopped_at = window.playhead
+    qtbot.wait(200)
+    assert window.playhead == stopped_at
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    qtbot.keyClick(window, Qt.Key.Key_L)
+    assert window.playing and window.speed == 2.0
+    qtbot.keyClick(window, Qt.Key.Key_J)
+    assert window.playing and window.speed == -1.0
+    qtbot.waitUntil(lambda: window.playhead < stopped_at, timeout=10000)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not window.playing
+    wait_idle(qtbot, window)
+    # the preview caught up with where playback stopped
+    assert window.preview.pair.index == window.session.video.frame_at(window.playhead)
+    assert window.preview.status == ""
