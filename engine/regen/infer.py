@@ -80,27 +80,37 @@ class NetRenderer:
     def generate(
         self, frame: np.ndarray, own: np.ndarray, target: np.ndarray, reference_frame: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(generated crop BGR uint8, its region alpha, the image-to-crop transform, the reference crop)
-        for one face.
+        """(generated crop BGR uint8, the alpha to compose it with, the image-to-crop transform, the
+        reference crop) for one face.
 
         ``reference_frame``: a full-size frame whose mouth region already shows the target shape
         (the retrieval render); None to use the speaker's own bank."""
         m = crop_transform(own, self.geometry, self.size)
         src = warp_crop(frame, m, self.size)
         own_c, tgt_c = apply_affine(m, own), apply_affine(m, target)
-        alpha = with_region(region_alpha([own_c, tgt_c], self.size), self.region)
+        # The network sees the speaker's fixed region (no hint of the frame's own mouth); what is
+        # composed back is only the frame's own and the target's region, inside it: on a turned head the
+        # fixed region reaches past the cheek into the background.
+        alpha = region_alpha([own_c, tgt_c], self.size)
+        alpha_in = with_region(alpha, self.region)
         if reference_frame is not None:
             ref = warp_crop(reference_frame, m, self.size)
         else:
             ref = self._bank_reference(tgt_c)
         src_f = to_float(src)
-        inputs = np.concatenate([src_f * (alpha <= 0)[None], alpha[None], to_float(ref), landmark_map(tgt_c, self.size)])
+        inputs = np.concatenate([src_f * (alpha_in <= 0)[None], alpha_in[None], to_float(ref),
+                                 landmark_map(tgt_c, self.size)])
         x = torch.from_numpy(inputs[None]).to(self.device)
         amp = self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
             gen = self.generator(x)
         g = gen[0].float().clamp(-1, 1).cpu().numpy().transpose(1, 2, 0)
         return np.clip((g + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8), alpha, m, ref
+
+    def network_region(self, own: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The region alpha the network is shown for a face (crop pixels)."""
+        m = crop_transform(own, self.geometry, self.size)
+        return with_region(region_alpha([apply_affine(m, own), apply_affine(m, target)], self.size), self.region)
 
     def _to_box(self, crop: np.ndarray, m: np.ndarray, box: tuple[int, int, int, int], interp: int) -> np.ndarray:
         x0, y0, x1, y1 = box

@@ -184,11 +184,12 @@ def test_the_region_shown_to_the_network_does_not_follow_the_frames_own_mouth(
     with VideoReader(path, pixel_format="bgr24") as reader:
         frame = reader.frame(0)
     target = lms[(closed + wide) // 2]
-    _, a_closed, _, _ = net.generate(frame, lms[closed], target)
-    _, a_wide, _, _ = net.generate(frame, lms[wide], target)
+    a_closed, a_wide = net.network_region(lms[closed], target), net.network_region(lms[wide], target)
     assert np.array_equal(a_closed, a_wide) and (a_closed == 1).sum() > 50
+    # What is composed back follows the faces themselves, inside the network's region.
+    _, c_closed, _, _ = net.generate(frame, lms[closed], target)
+    _, c_wide, _, _ = net.generate(frame, lms[wide], target)
+    assert not np.array_equal(c_closed, c_wide) and (c_closed <= a_closed).all() and (c_wide <= a_wide).all()
     leaky = NetRenderer(train_speaker(path, analysis, 0, device="cpu",
                                       config=replace(tiny_config, max_steps=2, seed=5, fixed_region=False)))
-    _, b_closed, _, _ = leaky.generate(frame, lms[closed], target)
-    _, b_wide, _, _ = leaky.generate(frame, lms[wide], target)
-    assert not np.array_equal(b_closed, b_wide)
+    assert not np.array_equal(leaky.network_region(lms[closed], target), leaky.network_region(lms[wide], target))
