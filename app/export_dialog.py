@@ -294,7 +294,10 @@ class ExportDialog(QDialog):
 
     def _on_progress(self, p: Progress) -> None:
         self.progress.setValue(int(p.fraction * 1000))
-        self.stage.setText(f"{p.message or p.stage} — {format_eta(p.eta_s)}")
+        # The ETA of the whole export from its overall rate (the engine's ETAs are per stage).
+        elapsed = time.monotonic() - self._started_at
+        eta = elapsed * (1 - p.fraction) / p.fraction if p.fraction > 0.02 and elapsed > 1.0 else None
+        self.stage.setText(f"{p.message or p.stage} — {format_eta(eta)}")
 
     def _done(self, result: dict[str, Any]) -> None:
         self.outcome = "done"
