@@ -113,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     pump(idle)
     shot("03b-assignment-lipsynced")
 
+    if people:
+        w._select_from_inspector("person", people[0])
+        pump(idle)
+        shot("03c-person-inspector")
+
     w.actions_by_name["wipe"].trigger()
     w.actions_by_name["mouth"].setChecked(True)
     w.toggle_mouth_zoom()
@@ -167,6 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     pump(lambda: not sd.device_status.text().startswith("Checking"), 120)
     shot("08-settings", sd)
     sd.close()
+
+    from app.errors import error_box
+    from engine.errors import MediaError
+
+    try:
+        raise MediaError("has no video stream", path=MEDIA / "audio" / "dub_german1.wav",
+                         hint="open a video file; add audio files as dub tracks instead")
+    except MediaError as exc:
+        box = error_box(w, exc, "Opening the video")
+    box.show()
+    shot("09-error-dialog", box)
+    box.close()
     w.shutdown()
     w.close()
     return 0
