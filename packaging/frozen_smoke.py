@@ -154,6 +154,7 @@ def _assign_and_preview(app: Any, window: Any, dub: Path, out_dir: Path, timeout
     app.processEvents()
     shot = out_dir / "preview_assigned.png"
     window.preview.grab().save(str(shot))
+    window.grab().save(str(out_dir / "window_assigned.png"))
     return {"note": pair.note if pair else None, "notes_seen": notes,
             "lip_synced": bool(pair is not None and pair is not before and pair.result is not None),
             "seconds": round(time.monotonic() - t0, 1), "png": str(shot)}
