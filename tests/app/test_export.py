@@ -64,13 +64,15 @@ def test_cancelled_export_leaves_nothing_at_the_target(qtbot, ready, tmp_path: P
     # Hold the engine at its first progress report until the test has pressed Cancel, so the cancel
     # lands in the middle of the export whatever the machine's speed.
     gate = threading.Event()
+    reached = threading.Event()
     real = job.run_export
 
     def gated(project, request, progress=None, cancel=None):  # type: ignore[no-untyped-def]
         def report(p):  # type: ignore[no-untyped-def]
             if progress is not None:
                 progress(p)
-            if p.stage == "Exporting" and p.done > 0.12:
+            if p.stage == "Exporting" and p.done > 0.5 and not gate.is_set():
+                reached.set()
                 gate.wait(30)
 
         return real(project, request, report, cancel)
@@ -80,7 +82,8 @@ def test_cancelled_export_leaves_nothing_at_the_target(qtbot, ready, tmp_path: P
     dlg = _dialog(qtbot, window, out)
     dlg.in_subprocess = False  # the gate above lives in this process
     dlg.export_button.click()
-    qtbot.waitUntil(lambda: dlg.progress.value() > 100, timeout=60000)
+    qtbot.waitUntil(reached.is_set, timeout=60000)  # the export is part-way through its frames
+    assert dlg.running
     dlg.cancel_button.click()
     assert dlg.stage.text() == "Cancelling…"
     gate.set()
