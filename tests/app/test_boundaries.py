@@ -14,6 +14,7 @@ def test_app_modules_do_not_import_torch() -> None:
         "import sys\n"
         "import app.main, app.mainwindow, app.timeline, app.preview, app.inspector, app.workers\n"
         "import app.export_dialog, app.settings, app.playback, app.faces_bridge\n"
+        "import app.subprocess_job, app.export_job, app.faces_child, app.media_jobs, app.models\n"
         "heavy = sorted(m for m in ('torch', 'cv2', 'ctranslate2', 'onnxruntime') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
