@@ -483,6 +483,9 @@ class MainWindow(QMainWindow):
             self._load_video(video_path)
         for track in project.tracks:
             if track.id not in self.session.tracks:
+                if not track.path.is_file():  # reported once by the missing-media warning
+                    self.session.tracks[track.id] = TrackView(status="", error="File not found")
+                    continue
                 self.session.tracks[track.id] = TrackView()
                 self._load_track(track.id, track.path)
         for tid in [t for t in self.session.tracks if all(t != tr.id for tr in project.tracks)]:
@@ -507,6 +510,10 @@ class MainWindow(QMainWindow):
             self.session.notify()
             return
         probed = self._probed.get(path)
+        if probed is None and not path.is_file():  # reported once by the missing-media warning
+            self.session.video_status = "Video file not found"
+            self.session.notify()
+            return
         if probed is None:
             self.session.video_status = "Reading the video…"
             self.run_job("probe", lambda progress, cancel: probe_video(path, progress, cancel), f"Opening the video {path.name}",
@@ -819,10 +826,44 @@ class MainWindow(QMainWindow):
             if self.show_error_dialogs:
                 box = QMessageBox(QMessageBox.Icon.Warning, "Media not found",
                                   f"These files of the project were not found:\n\n{names}\n\n"
-                                  "Move them back, or open the video / add the tracks again from their new place.",
-                                  QMessageBox.StandardButton.Ok, self)
+                                  "Locate the first one: others that moved along with it are found too.",
+                                  QMessageBox.StandardButton.Ignore, self)
+                locate = box.addButton("Locate…", QMessageBox.ButtonRole.AcceptRole)
                 box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.buttonClicked.connect(lambda b: self._locate(missing[0]) if b is locate else None)
                 box.open()
+
+    def _locate(self, old: Path) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Where is {old.name}?", "", f"{old.name};;All files (*)")
+        if path:
+            self.relink_media(old, path)
+
+    def relink_media(self, old: str | Path, new: str | Path) -> int:
+        """Point the project's references to a moved file (and missing files that moved along with it,
+        as the engine's ``relink`` finds them) at their new place, as one undo step. Returns how many."""
+        import copy
+
+        from engine.project.commands import SetTrackPath
+        from engine.project.store import relink
+
+        trial = copy.deepcopy(self.doc.project)
+        relink(trial, old, new)
+        cmds: list[Command] = []
+        current = self.doc.project
+        if current.video is not None and trial.video is not None and trial.video.path != current.video.path:
+            cmds.append(SetVideo(Video(trial.video.path, current.video.content_hash, current.video.probe)))
+        for before, after in zip(current.tracks, trial.tracks, strict=True):
+            if after.path != before.path:
+                cmds.append(SetTrackPath(before.id, after.path))
+        if not cmds:
+            return 0
+        for track in self.doc.project.tracks:  # tracks not loaded yet load from their new place
+            view = self.session.tracks.get(track.id)
+            if view is not None and view.duration_s is None:
+                del self.session.tracks[track.id]
+        self.push(cmds[0] if len(cmds) == 1 else MacroCommand(f"Relink {len(cmds)} files", cmds), False)
+        self.status_job.setText(f"Relinked {len(cmds)} file{'s' if len(cmds) > 1 else ''}")
+        return len(cmds)
 
     def restore_autosave(self, autosave: str | Path, original_path: str | None) -> bool:
         """Load an autosave left by a session that did not close cleanly (it counts as unsaved)."""

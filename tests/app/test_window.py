@@ -263,3 +263,32 @@ def test_space_and_jkl_play_and_pause(qtbot, window, video_25fps: Path) -> None:
     # the preview caught up with where playback stopped
     assert window.preview.pair.index == window.session.video.frame_at(window.playhead)
     assert window.preview.status == ""
+
+
+def test_moved_media_is_relinked_in_one_undo_step(qtbot, window, make_window, tmp_path: Path, video_25fps: Path, tone_track: Path) -> None:
+    import shutil
+
+    media = tmp_path / "media"
+    media.mkdir()
+    video = Path(shutil.copy(video_25fps, media / "clip.mp4"))
+    track = Path(shutil.copy(tone_track, media / "dub_de.wav"))
+    open_video(qtbot, window, video)
+    [track_id] = window.add_tracks([track])
+    wait_idle(qtbot, window)
+    (tmp_path / "projects").mkdir()
+    assert window.save_to(tmp_path / "projects" / "p")
+    moved = tmp_path / "moved"
+    media.rename(moved)
+    other = make_window()
+    assert other.open_project(tmp_path / "projects" / "p.lipdub.json")
+    wait_idle(qtbot, other)
+    assert "2 media file(s) not found" in other.status_job.text()
+    assert other.errors == [] and other.session.tracks[track_id].error == "File not found"
+    assert other.relink_media(video, moved / "clip.mp4") == 2
+    p = other.doc.project
+    assert p.video.path == moved / "clip.mp4" and p.track(track_id).path == moved / "dub_de.wav"
+    qtbot.waitUntil(lambda: other.session.video is not None and other.session.tracks[track_id].duration_s is not None,
+                    timeout=60000)
+    wait_idle(qtbot, other)
+    other.doc.undo()
+    assert other.doc.project.video.path == video
