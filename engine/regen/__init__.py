@@ -11,6 +11,12 @@ Public API::
     net = refiner_for(video, analysis, identity_id, device="auto", train=False)  # cached one or None
 
 Frames are BGR uint8 (the engine's render format); landmarks (468, 2) image pixels.
+
+Integration as ``--engine net``: the retrieval composer calls ``render_box`` on each face's warp
+(``synth = plan.refiner.render_box(frame, own, target, mask.box, warp=synth)`` right after the warp),
+with ``plan.refiner = refiner_for(video, analysis, identity)``; mask, colour match and blend stay
+the composer's, so every pixel outside its mask is untouched. Retrieval stays the default: on the clips
+measured, the network gains mouth PSNR/SSIM but damps the audio-driven mouth motion.
 """
 
 from engine.regen.crop import CropGeometry, crop_transform, region_alpha
