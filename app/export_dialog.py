@@ -197,12 +197,8 @@ class ExportDialog(QDialog):
         return video.path.with_name(f"{video.path.stem}.dubbed.mp4")
 
     def _engine_note(self) -> str:
-        from app.preview import lipsync_engine_available
-
         if not self.doc.project.assignments:
             return "No track is assigned to a person: mouths stay unchanged; the dubbed audio is exported."
-        if not lipsync_engine_available():
-            return "The lip-sync engine is not in this build yet: frames pass through unchanged, with the dubbed audio."
         return "Assigned speakers are lip-synced to their dub; every other pixel is kept as decoded."
 
     def _browse(self) -> None:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.document import Document
 from app.models import IdentitiesModel, IdRole, TracksModel
-from app.session import Session
+from app.session import Session, TrackView
 from engine.project.commands import (
     AddAssignment,
     Command,
@@ -49,6 +49,38 @@ def _spin(minimum: float, maximum: float, suffix: str, decimals: int = 2, step: 
     box.setKeyboardTracking(False)
     box.setAccelerated(True)
     return box
+
+
+def language_text(tag: str, view: TrackView | None) -> str:
+    """Where the track's language tag comes from: "de (detected, 98%)", a guess, or why none."""
+    if view is None:
+        return ""
+    det = view.language
+    if det is None:
+        if view.error:
+            return ""
+        if view.duration_s is None:
+            guess = " (guessed from the file name)" if tag != "und" and tag == view.language_placeholder else ""
+            return f"{tag}{guess}; detecting the language…"
+        return ""
+    if det.code is not None and det.confident:
+        text = f"{det.code} (detected, {det.probability:.0%})"
+        if tag != det.code:
+            text += f"; set to {tag} by you" if view.language_user_set else f"; kept {tag}"
+        return text
+    if tag == "und":
+        source = " (undetermined)"
+    elif view.language_user_set:
+        source = " (set by you)"
+    elif tag == view.language_placeholder:
+        source = " (guessed from the file name)"
+    else:
+        source = ""
+    if det.code is not None:
+        why = f"not detected: {det.note} ({det.code} at {det.probability:.0%})"
+    else:
+        why = f"not detected: {det.note}"
+    return f"{tag}{source}; {why}"
 
 
 class Inspector(QWidget):
@@ -133,7 +165,10 @@ class Inspector(QWidget):
         self.track_name.editingFinished.connect(lambda: self._edit_track(lambda t: SetTrackName(t.id, self.track_name.text().strip())))
         self.track_lang = QLineEdit()
         self.track_lang.setPlaceholderText("de, fr, pt-BR …")
-        self.track_lang.editingFinished.connect(lambda: self._edit_track(lambda t: SetTrackLanguage(t.id, self.track_lang.text().strip() or "und")))
+        self.track_lang.editingFinished.connect(self._edit_language)
+        self.track_lang_note = QLabel()
+        self.track_lang_note.setObjectName("hint")
+        self.track_lang_note.setWordWrap(True)
         self.track_gain = _spin(-60, 24, " dB", 1, 0.5)
         self.track_gain.valueChanged.connect(lambda v: self._edit_track(lambda t: SetTrackGain(t.id, float(v)), merge=True))
         self.track_offset = _spin(-3600, 36000, " s", 3, 0.04)
@@ -156,6 +191,7 @@ class Inspector(QWidget):
         remove_track.clicked.connect(lambda: self._edit_track(lambda t: RemoveTrack(t.id)))
         tl.addRow("Name", self.track_name)
         tl.addRow("Language", self.track_lang)
+        tl.addRow("", self.track_lang_note)
         tl.addRow("Gain", self.track_gain)
         tl.addRow("Offset", self.track_offset)
         tl.addRow("Trim start", self.trim_in)
@@ -258,6 +294,7 @@ class Inspector(QWidget):
             self.track_name.setPlaceholderText(t.path.name)
         if not self.track_lang.hasFocus():
             self.track_lang.setText(t.language)
+        self.track_lang_note.setText(language_text(t.language, self.session.tracks.get(t.id)))
         for box, value in ((self.track_gain, t.gain_db), (self.track_offset, t.offset_s), (self.trim_in, t.trim_in_s), (self.trim_out, t.trim_out_s or 0.0)):
             if not box.hasFocus() or box.value() != value:
                 box.setValue(value)
@@ -295,6 +332,16 @@ class Inspector(QWidget):
         if self._loading or self.kind != "track":
             return
         self._push(make(self.doc.project.track(self.key)), merge)
+
+    def _edit_language(self) -> None:
+        if self._loading or self.kind != "track" or not self.track_lang.isModified():
+            return
+        self.track_lang.setModified(False)
+        view = self.session.tracks.get(self.key)
+        if view is not None:
+            view.language_user_set = True  # detection never overrides what the user typed
+        self._push(SetTrackLanguage(self.key, self.track_lang.text().strip() or "und"), False)
+        self.refresh()
 
     def _edit_trim(self) -> None:
         if self._loading or self.kind != "track":

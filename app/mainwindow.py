@@ -34,7 +34,6 @@ from app.media_jobs import (
     VIDEO_SUFFIXES,
     ProbedVideo,
     TrackData,
-    engine_piece_available,
     load_track,
     media_kind,
     probe_video,
@@ -56,6 +55,7 @@ from engine.project.commands import (
     RemoveAssignment,
     RemoveTrack,
     RenameIdentity,
+    SetTrackLanguage,
     SetTrackOffset,
     SetVideo,
 )
@@ -104,6 +104,8 @@ class MainWindow(QMainWindow):
         self._probed: dict[Path, ProbedVideo] = {}
         self._loaded_video: Path | None = None
         self._closing = False
+        # track id -> the file-name guess it was added with (a placeholder until detection lands)
+        self._language_placeholders: dict[str, str] = {}
 
         self.setWindowTitle("Lipdub Studio")
         self.setWindowIcon(icon("app"))
@@ -407,6 +409,7 @@ class MainWindow(QMainWindow):
         for p in paths:
             path = Path(p).absolute()
             track = DubTrack(new_id("track"), path, language=guess_language(path))
+            self._language_placeholders[track.id] = track.language
             cmds.append(AddTrack(track))
             ids.append(track.id)
         if not cmds:
@@ -440,10 +443,8 @@ class MainWindow(QMainWindow):
 
     def prepare_speakers(self) -> None:
         """Fit the assigned speakers for the lip-synced preview, in the background."""
-        from app.preview import lipsync_engine_available
-
         renderer = self.preview_ctl.renderer
-        if not self._prepared_signature or not lipsync_engine_available() or self.session.video is None:
+        if not self._prepared_signature or self.session.video is None:
             return
         project = self.doc.stack.snapshot()
         signature = self._prepared_signature
@@ -486,7 +487,7 @@ class MainWindow(QMainWindow):
                 if not track.path.is_file():  # reported once by the missing-media warning
                     self.session.tracks[track.id] = TrackView(status="", error="File not found")
                     continue
-                self.session.tracks[track.id] = TrackView()
+                self.session.tracks[track.id] = TrackView(language_placeholder=self._language_placeholders.get(track.id))
                 self._load_track(track.id, track.path)
         for tid in [t for t in self.session.tracks if all(t != tr.id for tr in project.tracks)]:
             del self.session.tracks[tid]
@@ -553,6 +554,8 @@ class MainWindow(QMainWindow):
             view.segments = loaded.segments
             view.status = loaded.note
             view.error = ""
+            view.language = loaded.language
+            self._apply_detected_language(track_id, view)
             self.session.notify()
 
         def failed_status() -> None:
@@ -565,16 +568,29 @@ class MainWindow(QMainWindow):
         self.run_job(f"track:{track_id}", lambda progress, cancel: load_track(path, progress, cancel),
                      f"Reading the dub track {path.name}", on_result=done, on_done=failed_status)
 
+    def _apply_detected_language(self, track_id: str, view: TrackView) -> None:
+        """Set a confidently detected language as the track's tag (one undo step), unless the user
+        chose one: they typed it in the inspector, or the tag is no longer the placeholder the track
+        was added with (or 'und' for a track from a saved project)."""
+        detected = view.language
+        if detected is None or not detected.confident or view.language_user_set:
+            return
+        try:
+            track = self.doc.project.track(track_id)
+        except KeyError:
+            return  # removed meanwhile
+        placeholder = view.language_placeholder or "und"
+        if track.language != placeholder or track.language == detected.code:
+            return
+        cmd = MacroCommand(f"Set detected language {detected.code}", [SetTrackLanguage(track_id, detected.code)])
+        if self.push(cmd, False):
+            view.language_placeholder = detected.code
+
     # --- face analysis -------------------------------------------------------------------------
     def start_analysis(self) -> None:
         s = self.session
         video = self.doc.project.video
         if video is None:
-            return
-        if not engine_piece_available("engine.faces.analysis"):
-            s.analysis_progress = None
-            s.analysis_status = "Face analysis is not available in this build yet: people cannot be found."
-            s.notify()
             return
         s.analysis_progress = 0.0
         s.analysis_status = "starting"

@@ -1,7 +1,7 @@
 """Preview: original | lip-synced at the playhead, rendered in the background.
 
 :class:`PreviewRenderer` does the work on a pool thread (decode with the engine's VideoReader, render
-with the engine's pipeline when it is there) and returns QImages. :class:`PreviewController` keeps
+with the engine's pipeline once speakers are assigned and prepared) and returns QImages. :class:`PreviewController` keeps
 only the newest request (through :class:`~app.workers.LatestOnly`), drops stale results and keeps a
 small cache of frames around the playhead. :class:`PreviewView` only paints what it is given.
 """
@@ -45,13 +45,6 @@ class FramePair:
     note: str  # why ``result`` is missing, or what it is
     mouth_box: tuple[float, float, float, float] | None = None  # x, y, w, h in pixels
     render_ms: float = 0.0
-
-
-def lipsync_engine_available() -> bool:
-    """Whether the engine's per-frame renderer has landed (checked on disk, without importing it)."""
-    from app.media_jobs import engine_piece_available
-
-    return engine_piece_available("engine.pipeline.render")
 
 
 class PreviewRenderer:
@@ -126,8 +119,6 @@ class PreviewRenderer:
         return pair
 
     def _render_lipsync(self, index: int) -> tuple[np.ndarray | None, str]:
-        if not lipsync_engine_available():
-            return None, "No speaker model yet: the lip-sync engine is not installed in this build"
         project = self.prepared_project
         if project is None:
             return None, self.lipsync_note or "Nothing assigned: assign a dub track to a person to see the lip-synced side"
@@ -302,7 +293,7 @@ class PreviewView(QWidget):
                 p.drawImage(rrect, pair.original, src)
                 p.setOpacity(1.0)
             self._label(p, QRectF(lrect.left(), lrect.top() - label_h, lrect.width(), label_h), "Original", small)
-            title = "Lip-synced" if result_img is not None else "Lip-synced — not available"
+            title = "Lip-synced" if result_img is not None else "Lip-synced — no frame yet"
             self._label(p, QRectF(rrect.left(), rrect.top() - label_h, rrect.width(), label_h), title, small)
             if result_img is None:
                 self._note(p, rrect, pair.note + "\n(showing the original)", small)
@@ -318,7 +309,7 @@ class PreviewView(QWidget):
             p.setPen(QPen(QColor("#e0a84f"), 2))
             p.drawLine(QPointF(split, rect.top()), QPointF(split, rect.bottom()))
             self._label(p, QRectF(rect.left(), rect.top() - label_h, rect.width() / 2, label_h), "◀ Original", small)
-            right_title = "Lip-synced ▶" if result_img is not None else "Lip-synced: not available"
+            right_title = "Lip-synced ▶" if result_img is not None else "Lip-synced: no frame yet"
             self._label(p, QRectF(rect.center().x(), rect.top() - label_h, rect.width() / 2, label_h), right_title, small, Qt.AlignmentFlag.AlignRight)
             if result_img is None:
                 self._note(p, QRectF(split, rect.top(), rect.right() - split, rect.height()), pair.note, small)

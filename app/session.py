@@ -46,6 +46,9 @@ class TrackView:
     segments: list[tuple[float, float]] = field(default_factory=list)  # speech, in file time
     status: str = "Loading…"
     error: str = ""
+    language: Any = None  # app.media_jobs.DetectedLanguage once the background load detected it
+    language_placeholder: str | None = None  # the file-name guess the track was added with, if any
+    language_user_set: bool = False  # the user typed a language: detection never overrides it
 
 
 class Session(QObject):
