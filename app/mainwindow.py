@@ -323,7 +323,28 @@ class MainWindow(QMainWindow):
         self.setWindowModified(self.doc.modified)
 
     def _update_device_label(self) -> None:
-        self.status_device.setText(f"Device: {self.settings.device}")
+        """Show the device the setting resolves to (resolved in a worker: it imports torch)."""
+        from app.settings import resolve_device_text
+
+        choice = self.settings.device
+        self.compute_device = ""
+        self.status_device.setText(f"Device: {choice}, checking…")
+        self.status_device.setToolTip(
+            f"Compute device chosen in Settings: {choice}, as the engine resolves it. In this version face "
+            "analysis, speech detection, the preview and the export run on the CPU: none of them takes a device yet.")
+
+        def shown(text: str) -> None:
+            self.compute_device = text
+            self.status_device.setText(f"Device: {text}")
+
+        def finished() -> None:
+            if not self.compute_device:
+                err = next((e for a, e in reversed(self.errors) if a == "Checking the compute device"), None)
+                text = err.user_text() if isinstance(err, LipdubError) else "could not be checked"
+                self.status_device.setText(f"Device ({choice}): ✖ {text}")
+
+        self.run_job("device", lambda progress, cancel: resolve_device_text(choice), "Checking the compute device",
+                     on_result=shown, dialog=False, on_done=finished)
 
     # ------------------------------------------------------------------------------------------
     # errors and jobs

@@ -117,9 +117,11 @@ def engine_pack_report(folder: str) -> object:
 
 
 def resolve_device_text(choice: str) -> str:
-    """Which device the engine would use for ``choice``; imports torch, so call it in a worker."""
-    from engine.runtime.compute import describe_device, resolve_device
+    """Which device the engine would use for ``choice``; imports torch, so call it in a worker. Caps
+    torch's and OpenCV's threads first (the app's first torch import happens here)."""
+    from engine.runtime.compute import configure_threads, describe_device, resolve_device
 
+    configure_threads()
     return describe_device(resolve_device(choice))
 
 class SettingsDialog(QDialog):

@@ -143,3 +143,23 @@ def test_settings_dialog_reports_the_engines_check_of_a_model_folder(qtbot, tmp_
     assert text.startswith("✖") and "incomplete" in text and str(tmp_path) in text
     pool.shutdown()
     AppSettings().save()
+
+
+def test_the_status_bar_shows_the_resolved_compute_device(qtbot, make_window) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from engine.runtime.compute import describe_device, resolve_device
+
+    window = make_window()
+    assert window.status_device.text() == "Device: auto, checking…"
+    qtbot.waitUntil(lambda: bool(window.compute_device), timeout=60000)
+    assert window.status_device.text() == f"Device: {describe_device(resolve_device('auto'))}"
+    # A setting the machine cannot honour is said in the status bar, not in a dialog.
+    window.settings.device = "cpu" if torch.cuda.is_available() else "cuda"
+    window._update_device_label()
+    qtbot.waitUntil(lambda: not window.status_device.text().endswith("checking…"), timeout=60000)
+    if window.settings.device == "cpu":
+        assert window.status_device.text().startswith("Device: CPU (")
+    else:
+        assert window.status_device.text().startswith("Device (cuda): ✖ CUDA was asked for but no CUDA device")
+    qtbot.waitUntil(lambda: not window.busy, timeout=10000)
