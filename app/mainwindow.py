@@ -57,6 +57,7 @@ from engine.project.commands import (
     RenameIdentity,
     SetTrackLanguage,
     SetTrackOffset,
+    SetTrackTrim,
     SetVideo,
 )
 from engine.project.model import Assignment, DubTrack, FaceIdentity, Video, new_id
@@ -123,6 +124,7 @@ class MainWindow(QMainWindow):
         canvas.playhead_moved.connect(self.seek)
         canvas.selection_changed.connect(self._on_selection)
         canvas.offset_drag.connect(self._on_offset_drag)
+        canvas.trim_drag.connect(self._on_trim_drag)
         canvas.assign_requested.connect(self.assign)
         canvas.rename_requested.connect(lambda ident, name: self.push(RenameIdentity(ident, name), False))
         self.inspector = Inspector(self.doc, self.session, self.push)
@@ -681,6 +683,13 @@ class MainWindow(QMainWindow):
             self.doc.end_merge()
         else:
             self.push(SetTrackOffset(track_id, offset), True)
+
+    def _on_trim_drag(self, track_id: str, trim_in: float, trim_out: float | None, offset: float) -> None:
+        """A dragged clip edge: the new trim (and, for the start edge, the offset) as one undo step."""
+        cmds: list[Command] = [SetTrackTrim(track_id, trim_in, trim_out)]
+        if offset != self.doc.project.track(track_id).offset_s:
+            cmds.append(SetTrackOffset(track_id, offset))
+        self.push(MacroCommand("Trim track", cmds), False)
 
     def assign(self, track_id: str, identity_id: str, start_s: float | None = None, end_s: float | None = None) -> str | None:
         """Assign a dub track to a person over a range (default: where the placed track overlaps the video)."""

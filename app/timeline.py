@@ -1,8 +1,8 @@
 """The timeline: a time ruler with zoom and scroll, the playhead, a thumbnail strip, one lane per
 person (presence bars, thumbnail, editable name) and one per dub track (waveform, speech shaded,
-drag to move), and assignments drawn as coloured links between a track and a person.
+drag to move, drag a clip edge to trim), and assignments drawn as coloured links between a track and a person.
 
-Custom painted. It never edits the project itself: it emits intents (``offset_drag``,
+Custom painted. It never edits the project itself: it emits intents (``offset_drag``, ``trim_drag``,
 ``assign_requested``, ``rename_requested``) that the main window turns into engine commands.
 """
 
@@ -39,6 +39,8 @@ PERSON_H = 50
 TRACK_H = 56
 MIN_PX_PER_S = 2.0
 MAX_PX_PER_S = 2000.0
+TRIM_GRAB_PX = 5  # how near a clip's edge a press starts trimming instead of moving the track
+MIN_TRIMMED_S = 0.05  # the shortest a track can be trimmed to
 
 BG = QColor("#1b1f24")
 LANE_BG = QColor("#20252c")
@@ -131,6 +133,7 @@ class TimelineCanvas(QWidget):
     playhead_moved = Signal(float)  # seconds, while scrubbing
     selection_changed = Signal(str, str)  # kind ("person" | "track" | "assignment" | ""), id
     offset_drag = Signal(str, float, bool)  # track id, new offset, finished
+    trim_drag = Signal(str, float, object, float)  # track id, trim in, trim out (None: end of file), offset; on release
     assign_requested = Signal(str, str)  # track id, identity id
     rename_requested = Signal(str, str)  # identity id, new name
     view_changed = Signal()
@@ -472,13 +475,17 @@ class TimelineCanvas(QWidget):
             p.setPen(QColor("#e0a84f") if view.error else DIM)
             p.drawText(QRect(tx, lane.top + 40, HEADER_W - tx - 6, 16), Qt.AlignmentFlag.AlignVCenter,
                        QFontMetrics(self.small).elidedText(view.error or view.status, Qt.TextElideMode.ElideRight, HEADER_W - tx - 6))
-        # clip body
+        # clip body (while its edge is dragged: the trim it would get on release)
         p.save()
         p.setClipRect(body)
         dur = view.duration_s if view and view.duration_s else None
-        trim_out = track.trim_out_s if track.trim_out_s is not None else dur
-        start_t = track.offset_s
-        length = (trim_out - track.trim_in_s) if trim_out is not None else max(1.0, self.visible_s)
+        trim_in, trim_out, start_t = track.trim_in_s, track.trim_out_s, track.offset_s
+        drag = self._drag
+        if drag is not None and drag.get("kind") == "trim" and drag["track"] == track.id:
+            trim_in, trim_out, start_t = drag["trim_in"], drag["trim_out"], drag["offset"]
+        if trim_out is None:
+            trim_out = dur
+        length = (trim_out - trim_in) if trim_out is not None else max(1.0, self.visible_s)
         x0, x1 = self.x_of(start_t), self.x_of(start_t + length)
         clip = QRectF(x0, lane.top + 4, max(2.0, x1 - x0), lane.height - 8)
         bg = QColor(colour)
@@ -490,13 +497,13 @@ class TimelineCanvas(QWidget):
         if view is not None:
             # speech segments (file time -> video time)
             for s, e in view.segments:
-                if e <= track.trim_in_s or (trim_out is not None and s >= trim_out):
+                if e <= trim_in or (trim_out is not None and s >= trim_out):
                     continue
-                vs = start_t + max(s, track.trim_in_s) - track.trim_in_s
-                ve = start_t + (min(e, trim_out) if trim_out is not None else e) - track.trim_in_s
+                vs = start_t + max(s, trim_in) - trim_in
+                ve = start_t + (min(e, trim_out) if trim_out is not None else e) - trim_in
                 p.fillRect(QRectF(self.x_of(vs), clip.top() + 1, max(1.0, (ve - vs) * self.px_per_s), clip.height() - 2), SPEECH)
             if view.peaks is not None:
-                self._paint_waveform(p, clip, view, track.trim_in_s, trim_out, colour)
+                self._paint_waveform(p, clip, view, trim_in, trim_out, colour)
         p.restore()
 
     def _paint_waveform(self, p: QPainter, clip: QRectF, view, trim_in: float, trim_out: float | None, colour: QColor) -> None:
@@ -580,6 +587,20 @@ class TimelineCanvas(QWidget):
             self.selection_changed.emit(kind, key)
             self.update()
 
+    def _trim_edge_at(self, lane: Lane, x: float) -> str:
+        """'in' or 'out' when ``x`` is on the start or end edge of a loaded track's clip, else ''."""
+        track = next((t for t in self.doc.project.tracks if t.id == lane.key), None)
+        view = self.session.tracks.get(lane.key)
+        if track is None or view is None or not view.duration_s or x < HEADER_W:
+            return ""
+        out = track.trim_out_s if track.trim_out_s is not None else view.duration_s
+        x0, x1 = self.x_of(track.offset_s), self.x_of(track.offset_s + out - track.trim_in_s)
+        if abs(x - x1) <= TRIM_GRAB_PX:
+            return "out"
+        if abs(x - x0) <= TRIM_GRAB_PX:
+            return "in"
+        return ""
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton:
             return
@@ -608,10 +629,34 @@ class TimelineCanvas(QWidget):
                 self._drag = {"kind": "assign", "track": lane.key, "index": lane.index,
                               "origin": QPoint(int(pos.x()), int(pos.y())), "pos": None}
                 self.setCursor(Qt.CursorShape.ClosedHandCursor)
+            elif edge := self._trim_edge_at(lane, pos.x()):
+                view = self.session.tracks[lane.key]
+                self._drag = {"kind": "trim", "edge": edge, "track": lane.key, "start_x": pos.x(),
+                              "duration": view.duration_s, "start_in": track.trim_in_s, "start_out": track.trim_out_s,
+                              "start_offset": track.offset_s, "trim_in": track.trim_in_s,
+                              "trim_out": track.trim_out_s, "offset": track.offset_s, "moved": False}
+                self.setCursor(Qt.CursorShape.SplitHCursor)
             else:
                 self._drag = {"kind": "offset", "track": lane.key, "start_x": pos.x(),
                               "start_offset": track.offset_s, "moved": False}
                 self.setCursor(Qt.CursorShape.SizeHorCursor)
+
+    @staticmethod
+    def _move_trim(drag: dict, dt: float) -> None:
+        """New trim for an edge moved by ``dt`` seconds. The start edge keeps the rest of the audio where
+        it plays on the video (the offset moves with the trim); the end edge stops at the file's end."""
+        duration = drag["duration"]
+        start_out = drag["start_out"] if drag["start_out"] is not None else duration
+        if drag["edge"] == "in":
+            trim_in = min(max(0.0, drag["start_in"] + dt), start_out - MIN_TRIMMED_S)
+            trim_in = round(trim_in * 1000) / 1000
+            drag["trim_in"] = trim_in
+            drag["offset"] = round((drag["start_offset"] + trim_in - drag["start_in"]) * 1000) / 1000
+        else:
+            out = min(max(drag["start_in"] + MIN_TRIMMED_S, start_out + dt), duration)
+            out = round(out * 1000) / 1000
+            drag["trim_out"] = None if out >= duration - 1e-3 else out
+        drag["moved"] = True
 
     def _scrub_to(self, x: float) -> None:
         t = max(0.0, self.t_of(x))
@@ -627,7 +672,12 @@ class TimelineCanvas(QWidget):
         if drag is None:
             lane = self.lane_at(pos.y())
             if lane is not None and lane.kind == "track":
-                self.setCursor(Qt.CursorShape.OpenHandCursor if pos.x() < HEADER_W else Qt.CursorShape.SizeHorCursor)
+                if pos.x() < HEADER_W:
+                    self.setCursor(Qt.CursorShape.OpenHandCursor)
+                elif self._trim_edge_at(lane, pos.x()):
+                    self.setCursor(Qt.CursorShape.SplitHCursor)
+                else:
+                    self.setCursor(Qt.CursorShape.SizeHorCursor)
             else:
                 self.unsetCursor()
             return
@@ -638,6 +688,9 @@ class TimelineCanvas(QWidget):
             offset = round((drag["start_offset"] + dt) * 1000) / 1000
             drag["moved"] = True
             self.offset_drag.emit(drag["track"], offset, False)
+        elif drag["kind"] == "trim":
+            self._move_trim(drag, (pos.x() - drag["start_x"]) / self.px_per_s)
+            self.update()
         elif drag["kind"] == "assign":
             drag["pos"] = QPoint(int(pos.x()), int(pos.y()))
             self.update()
@@ -649,6 +702,10 @@ class TimelineCanvas(QWidget):
             return
         if drag["kind"] == "offset" and drag["moved"]:
             self.offset_drag.emit(drag["track"], self.doc.project.track(drag["track"]).offset_s, True)
+        elif drag["kind"] == "trim":
+            self.update()
+            if drag["moved"]:
+                self.trim_drag.emit(drag["track"], drag["trim_in"], drag["trim_out"], drag["offset"])
         elif drag["kind"] == "assign":
             lane = self.lane_at(event.position().y())
             if lane is not None and lane.kind == "person":

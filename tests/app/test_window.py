@@ -122,6 +122,46 @@ def test_dragging_a_track_moves_it_in_one_undo_step(qtbot, window, video_25fps: 
     assert window.doc.project.track(track_id).offset_s == 0.0
 
 
+def _drag(qtbot, canvas, y: int, x_from: float, x_to: float) -> None:  # type: ignore[no-untyped-def]
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=QPoint(round(x_from), y))
+    for k in range(1, 6):
+        qtbot.mouseMove(canvas, QPoint(round(x_from + (x_to - x_from) * k / 5), y))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=QPoint(round(x_to), y))
+
+
+def test_dragging_a_clip_edge_trims_the_track_in_one_undo_step(qtbot, window, video_25fps: Path, tone_track: Path) -> None:
+    track_id = _setup_track_and_person(qtbot, window, video_25fps, tone_track)
+    canvas = window.timeline.canvas
+    lane = canvas.lane_for("track", track_id)
+    y = lane.top + lane.height // 2
+    px = 1.5 / canvas.px_per_s  # a pixel and a half, in seconds
+    steps = window.doc.stack.undo_count
+
+    # The end edge: trim out at 1.5 s; the start and the offset stay.
+    _drag(qtbot, canvas, y, canvas.x_of(2.0) - 1, canvas.x_of(1.5) - 1)
+    track = window.doc.project.track(track_id)
+    assert track.trim_out_s is not None and abs(track.trim_out_s - 1.5) < px
+    assert (track.trim_in_s, track.offset_s) == (0.0, 0.0)
+    assert window.doc.stack.undo_count == steps + 1 and window.doc.stack.undo_label == "Trim track"
+
+    # The start edge: trim in by 0.4 s; the rest of the audio stays where it plays (offset moves with it).
+    _drag(qtbot, canvas, y, canvas.x_of(0.0) + 1, canvas.x_of(0.4) + 1)
+    track = window.doc.project.track(track_id)
+    assert abs(track.trim_in_s - 0.4) < px and track.offset_s == track.trim_in_s
+    assert abs(track.trim_out_s - 1.5) < px
+    assert window.doc.stack.undo_count == steps + 2 and window.doc.stack.undo_label == "Trim track"
+
+    # Dragging the end edge past the start stops short of it.
+    _drag(qtbot, canvas, y, canvas.x_of(track.offset_s + track.trim_out_s - track.trim_in_s) - 1, canvas.x_of(-1.0))
+    short = window.doc.project.track(track_id)
+    assert abs(short.trim_out_s - short.trim_in_s - 0.05) < 1e-6
+
+    for _ in range(3):
+        window.doc.undo()
+    track = window.doc.project.track(track_id)
+    assert (track.trim_in_s, track.trim_out_s, track.offset_s) == (0.0, None, 0.0)
+
+
 def test_rename_person_in_the_lane_header(qtbot, window, video_25fps: Path, tone_track: Path) -> None:
     _setup_track_and_person(qtbot, window, video_25fps, tone_track)
     canvas = window.timeline.canvas
