@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import cpu_description, load_average  # noqa: E402
 
 from engine.audio import (  # noqa: E402
     DubInput,
@@ -59,23 +60,10 @@ class Placement:
     trim_out_s: float | None = None
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
-def load_avg() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
+
+
 
 
 def build_minute(tmp: Path, target_s: float) -> Path:
@@ -111,8 +99,8 @@ def main() -> int:
     if not MEDIA.is_dir():
         print(f"real clips not found at {MEDIA}")
         return 1
-    print(f"machine: {machine()}")
-    print(f"load average before: {load_avg()}")
+    print(f"machine: {cpu_description()}")
+    print(f"load average before: {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("LIPDUB_CACHE_DIR", str(Path(tmp, "cache")))
         path = build_minute(Path(tmp), args.seconds)
@@ -140,7 +128,7 @@ def main() -> int:
             tr = timed(lambda n=n: transcribe(x, beam_size=1, threads=n), 1)
             rows.append(("transcript (beam 1, word times; 1 run)", str(n), tr))
         rows += [("waveform peaks (4 levels)", "-", peaks), ("output mix, 1 dub, 48 kHz stereo", "-", mix)]
-    print(f"load average after: {load_avg()}")
+    print(f"load average after: {load_average()}")
     print()
     print(f"| {'stage':<44} | threads | s per minute of audio | x real time |")
     print(f"|{'-' * 46}|---------|-----------------------|-------------|")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_description, load_average  # noqa: E402
+
 from engine.media import probe  # noqa: E402
 from engine.pipeline.export import ExportSettings, export_video  # noqa: E402
 
@@ -49,24 +50,10 @@ MEDIA = Path(os.environ.get("LIPDUB_SHARED_MEDIA", ROOT.parent / "shared" / "med
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
-def _cpu() -> str:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model or 'unknown CPU'}, {avail} cores usable"
 
 
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
+
+
 
 
 def _peak_rss_mib() -> float:
@@ -251,7 +238,7 @@ def main() -> None:
     if args.child_export:
         child_export(*args.child_export)
         return
-    print(f"machine: {_cpu()}; PyAV {av.__version__}; load before: {_load()}")
+    print(f"machine: {cpu_description()}; PyAV {av.__version__}; load before: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="lipdub-bench-export-") as tmp:
         folder = Path(tmp)
         if not args.skip_speed:
@@ -268,7 +255,7 @@ def main() -> None:
             print("|---|---|---|---|")
             for name, n, fps, rss in rows:
                 print(f"| {name} | {n} | {fps:.1f} | {rss:.0f} |")
-    print(f"\nload after: {_load()}")
+    print(f"\nload after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import statistics
 import sys
@@ -32,30 +31,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_description, load_average  # noqa: E402
+
 from engine.media import VideoReader, VideoWriter, probe  # noqa: E402
 
 MEDIA = Path(os.environ.get("LIPDUB_SHARED_MEDIA", ROOT.parent / "shared" / "media")) / "video"
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
-def _cpu() -> str:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model or 'unknown CPU'}, {avail} cores usable ({os.cpu_count()} logical)"
 
 
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
+
+
 
 
 def _source_frames(width: int, height: int, n: int) -> list[np.ndarray]:
@@ -137,11 +124,11 @@ def main() -> int:
     args = ap.parse_args()
     import av
 
-    print(f"machine: {_cpu()}")
+    print(f"machine: {cpu_description()}")
     print(f"PyAV {av.__version__}, FFmpeg libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}")
-    print(f"load average before: {_load()}  (the machine is shared: other jobs may slow these numbers)")
+    print(f"load average before: {load_average()}  (the machine is shared: other jobs may slow these numbers)")
     rows = bench(args.runs, args.frames)
-    print(f"load average after:  {_load()}")
+    print(f"load average after:  {load_average()}")
     print()
     print(f"| size  | {'operation':<34} | {'fps':>7} | ms/frame | {'notes':<18} |")
     print(f"|-------|{'-' * 36}|---------|----------|{'-' * 20}|")
