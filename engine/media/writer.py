@@ -164,6 +164,30 @@ class AudioTrack:
     bit_rate: int = 192_000
 
 
+def add_aac_stream(
+    container: av.container.OutputContainer,
+    rate: int,
+    layout: str,
+    bit_rate: int,
+    language: str | None,
+    title: str | None,
+    default: bool,
+) -> av.audio.stream.AudioStream:
+    """An AAC output stream tagged with its language (ISO 639-2, as MP4 wants), title and default flag."""
+    stream = container.add_stream("aac", rate=rate)
+    assert isinstance(stream, av.audio.stream.AudioStream)
+    stream.layout = layout  # type: ignore[assignment]
+    stream.format = "fltp"  # type: ignore[assignment]
+    stream.bit_rate = bit_rate
+    stream.time_base = Fraction(1, rate)
+    stream.metadata["language"] = iso639_2(language)
+    if title:
+        stream.metadata["title"] = title
+        stream.metadata["handler_name"] = title
+    stream.disposition = av.stream.Disposition.default if default else av.stream.Disposition(0)
+    return stream
+
+
 class _AudioMux:
     def __init__(self, container: av.container.OutputContainer, track: AudioTrack, default: bool) -> None:
         samples = np.asarray(track.samples, dtype=np.float32)
@@ -174,18 +198,8 @@ class _AudioMux:
         self.samples = np.ascontiguousarray(np.clip(samples, -1.0, 1.0).T)  # planar (ch, n)
         self.rate = int(track.sample_rate)
         self.layout = layout_for(samples.shape[1])
-        stream = container.add_stream("aac", rate=self.rate)
-        assert isinstance(stream, av.audio.stream.AudioStream)
-        stream.layout = self.layout  # type: ignore[assignment]
-        stream.format = "fltp"  # type: ignore[assignment]
-        stream.bit_rate = int(track.bit_rate)
-        stream.time_base = Fraction(1, self.rate)
-        stream.metadata["language"] = iso639_2(track.language)
-        if track.title:
-            stream.metadata["title"] = track.title
-            stream.metadata["handler_name"] = track.title
-        stream.disposition = av.stream.Disposition.default if default else av.stream.Disposition(0)
-        self.stream = stream
+        self.stream = add_aac_stream(container, self.rate, self.layout, int(track.bit_rate), track.language,
+                                     track.title, default)
         self.container = container
         self.pos = 0  # next sample to encode
         self.start = round(track.start_time * self.rate)

@@ -67,10 +67,10 @@ from engine.media import (
     VideoInfo,
     atomic_output,
     cleanup_stale_partials,
-    iso639_2,
     probe,
 )
 from engine.media._open import media_error, open_input
+from engine.media.writer import add_aac_stream
 from engine.pipeline.splice import PLANAR_YUV, rgb_conversion_args, splice_rgb
 from engine.runtime.jobs import CancelToken, Progress, ProgressFn, ProgressReporter, check_cancel
 
@@ -765,16 +765,9 @@ class _AudioEncoder:
         self.in_rate = int(track.sample_rate)
         self.out_rate = int(settings.audio_sample_rate or track.sample_rate)
         self.layout = layout_for(samples.shape[1])
-        stream = container.add_stream("aac", rate=self.out_rate)
-        stream.layout = self.layout  # type: ignore[union-attr]
-        stream.bit_rate = int(settings.audio_bitrate_kbps) * 1000 * max(1, samples.shape[1] // 2)
-        stream.time_base = Fraction(1, self.out_rate)
-        stream.metadata["language"] = iso639_2(track.language)
-        if track.title:
-            stream.metadata["title"] = track.title
-            stream.metadata["handler_name"] = track.title
-        stream.disposition = av.stream.Disposition.default if default else av.stream.Disposition(0)
-        self.stream = stream
+        bit_rate = int(settings.audio_bitrate_kbps) * 1000 * max(1, samples.shape[1] // 2)
+        self.stream = add_aac_stream(container, self.out_rate, self.layout, bit_rate, track.language, track.title,
+                                     default)
         self.container = container
         # Output sample 0 plays with the first video frame; track.start_time is on the same timeline.
         self.t0 = video_start_s
