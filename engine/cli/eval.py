@@ -27,6 +27,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--media", default=str(default_media()), help="folder with video/ and audio/ (default ../shared/media)")
     p.add_argument("--out", default="eval-out", help="folder for the contact sheets, side-by-sides and results.json")
     p.add_argument("--clips", nargs="*", help="only these clips (file names or stems)")
+    p.add_argument("--engine", choices=["retrieval", "net"], default="retrieval",
+                   help="mouth renderer to measure: retrieval (default) or the per-speaker regeneration network "
+                   "(trained per clip when not cached; the self-reconstruction trains on the first 70%% only)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="compute device for --engine net")
     p.set_defaults(func=run)
 
 
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    rows = run_eval(media, out, args.clips, say=say)
+    rows = run_eval(media, out, args.clips, say=say, engine=args.engine, device=args.device)
     print(format_table(rows))
     (out / "results.json").write_text(json.dumps({"rows": rows, "summary": summary(rows) if rows else {}},
                                                  indent=1, default=float))

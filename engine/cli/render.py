@@ -1,8 +1,12 @@
-"""``lipdub render VIDEO --track AUDIO[:FACE] ... --out OUT.mp4``: lip-sync a video to dubbed audio."""
+"""Lip-sync a video to dubbed audio, in one of two forms:
+
+``lipdub render VIDEO --track AUDIO[:FACE] ... --out OUT.mp4`` (direct) or
+``lipdub render --project P.json [--language de ...] [--language-mode M] [--audio A] --out OUT.mp4``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +21,29 @@ def add_parser(sub: Any) -> None:
         "dubbed audio. With one person on screen no --face is needed; with several, the most present "
         "one is used unless named. Give several --track AUDIO:FACE pairs for several speakers.",
     )
-    p.add_argument("video", help="the original video (with the speakers' own audio)")
-    p.add_argument("--track", action="append", required=True, metavar="AUDIO[:FACE]",
+    p.add_argument("video", nargs="?", help="the original video (with the speakers' own audio); or give --project")
+    p.add_argument("--project", metavar="P.json", help="render a saved project (its tracks, assignments, settings)")
+    p.add_argument("--language", action="append", metavar="LANG",
+                   help="--project: export only this language (repeatable; default: every assigned language)")
+    p.add_argument("--language-mode", choices=["file_per_language", "one_file_multi_track"],
+                   help="--project with several languages: OUT.de.mp4, OUT.fr.mp4... or one file with a "
+                   "tagged audio track per language (default: the project's setting)")
+    p.add_argument("--audio", choices=["dub_only", "dub_plus_original", "original_ducked"],
+                   help="--project: the audio mix (default: the project's setting)")
+    p.add_argument("--engine", choices=["retrieval", "net"], default=None,
+                   help="mouth renderer: retrieval (default) or the per-speaker regeneration network "
+                   "(trained first when not cached: slow without a GPU)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None,
+                   help="compute device for --engine net (default auto, or the project's setting)")
+    p.add_argument("--track", action="append", metavar="AUDIO[:FACE]",
                    help="a dubbed audio file, optionally with the face id it drives (repeatable)")
     p.add_argument("--face", help="face id for tracks given without one (see `lipdub analyse`)")
     p.add_argument("--offset", type=float, default=0.0, help="seconds the dub starts after the video (default 0)")
     p.add_argument("--out", required=True, help="output video file (.mp4, .mov, .mkv)")
     p.add_argument("--no-library", action="store_true",
                    help="neither use nor extend the local speaker library (the prior learned from other videos)")
-    p.add_argument("--json", action="store_true", help="progress as JSON lines on stderr")
+    p.add_argument("--json", action="store_true",
+                   help="progress as JSON lines on stderr; the result as one JSON line on stdout")
     p.set_defaults(func=run)
 
 
@@ -41,25 +59,55 @@ def parse_track(spec: str, default_face: str | None) -> tuple[Path, str | None]:
     return p, face
 
 
+def _usage(msg: str) -> BadInputError:
+    return BadInputError(msg, hint="use `lipdub render VIDEO --track AUDIO --out OUT.mp4` or "
+                         "`lipdub render --project P.json --out OUT.mp4`")
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.pipeline.export import TerminalProgress
-    from engine.pipeline.render import TrackAssignment, render_video
+    from engine.pipeline.render import TrackAssignment, project_for_video, render_project
     from engine.runtime.compute import configure_threads
 
     configure_threads()
-    video = Path(args.video)
-    if not video.is_file():
-        raise BadInputError("video not found", path=video)
-    assignments = []
-    for spec in args.track:
-        path, face = parse_track(spec, args.face)
-        assignments.append(TrackAssignment(path, face, args.offset))
+    if (args.video is None) == (args.project is None):
+        raise _usage("give exactly one of VIDEO or --project")
+    if args.project is not None:
+        from engine.project.store import load_project
+
+        if args.track or args.face or args.offset:
+            raise _usage("--track, --face and --offset belong to the direct form, not to --project")
+        project = load_project(Path(args.project))
+        engine = args.engine or project.render.engine
+        device = args.device or project.render.device
+        languages, language_mode, audio_mode = args.language, args.language_mode, args.audio
+    else:
+        if args.language or args.language_mode or args.audio:
+            raise _usage("--language, --language-mode and --audio belong to --project")
+        if not args.track:
+            raise _usage("the direct form needs at least one --track AUDIO[:FACE]")
+        video = Path(args.video)
+        if not video.is_file():
+            raise BadInputError("video not found", path=video)
+        assignments = []
+        for spec in args.track:
+            path, face = parse_track(spec, args.face)
+            assignments.append(TrackAssignment(path, face, args.offset))
+        project = project_for_video(video, assignments)
+        engine, device = args.engine or "retrieval", args.device or "auto"
+        languages, language_mode, audio_mode = None, "one_file_multi_track", "dub_only"
     progress = TerminalProgress(json_lines=args.json)
     try:
-        result: Any = render_video(video, Path(args.out), assignments, use_library=not args.no_library,
-                                   progress=progress)
+        results: list[Any] = render_project(
+            project, Path(args.out), languages=languages, language_mode=language_mode, audio_mode=audio_mode,
+            engine=engine, device=device, use_library=not args.no_library, progress=progress,
+        )
     finally:
         progress.close()
-    print(f"wrote {result.path}: {result.frames} frames, {result.rendered} with a new mouth, "
-          f"{result.fps:.1f} fps")
+    if args.json:
+        print(json.dumps({"event": "done", "outputs": [r.to_dict() for r in results]}, ensure_ascii=False),
+              flush=True)
+    else:
+        for r in results:
+            print(f"wrote {r.path}: {r.frames} frames, {r.rendered} with a new mouth, {r.fps:.1f} fps")
     return EXIT_OK

@@ -52,6 +52,7 @@ class Clip:
     tracks: list[FaceTrack]
     signals: TrackSignals
     speaking: np.ndarray
+    analysis: Any = None
 
     @property
     def n(self) -> int:
@@ -79,7 +80,25 @@ def load_clip(path: Path, progress: ProgressFn | None = None, cancel: CancelToke
     times = np.asarray(info.frame_times, np.float64)
     signals = track_signals(load_audio16k(path), times, cancel=cancel)
     speaking = active_speaker(tracks, signals.energy_db, signals.speech, info.fps)[main.identity]
-    return Clip(path.stem, path, times, float(info.fps), (info.height, info.width), main, tracks, signals, speaking)
+    return Clip(path.stem, path, times, float(info.fps), (info.height, info.width), main, tracks, signals, speaking,
+                analysis)
+
+
+@dataclass
+class NetChoice:
+    """``--engine net`` for the eval: the regeneration network refines the retrieval warp. The
+    self-reconstruction trains it on the training frames only (the held-out frames stay unseen)."""
+
+    device: str = "auto"
+
+    def refiner(self, clip: Clip, stop: int | None, cancel: CancelToken | None) -> Any:
+        from engine.regen.infer import NetRenderer
+        from engine.regen.train import train_speaker
+
+        rng = None if stop is None else (0, stop)
+        ckpt = train_speaker(clip.path, clip.analysis, clip.track.identity, device=self.device,
+                             frame_range=rng, cancel=cancel)
+        return NetRenderer(ckpt, device=self.device)
 
 
 class Reanalyser:
@@ -230,9 +249,10 @@ class SideBySide:
 
 def _render_and_measure(
     clip: Clip, fit: SpeakerFit, codes: np.ndarray, start: int, stop: int, sheet_every: int,
-    side: SideBySide | None, cancel: CancelToken | None,
+    side: SideBySide | None, cancel: CancelToken | None, refiner: Any = None,
 ) -> tuple[np.ndarray, FrameStats, list[tuple[np.ndarray, np.ndarray]]]:
     plan = plan_face(clip.track, fit, codes)
+    plan.refiner = refiner
     stats = FrameStats()
     re = Reanalyser(clip.fps, clip.size)
     _, real_lm, _ = clip.track.dense(clip.n)
@@ -252,7 +272,8 @@ def _render_and_measure(
     return re.landmarks(clip.n), stats, pairs
 
 
-def self_reconstruction(clip: Clip, library: Path, out_dir: Path, cancel: CancelToken | None) -> dict[str, Any]:
+def self_reconstruction(clip: Clip, library: Path, out_dir: Path, cancel: CancelToken | None,
+                        net: NetChoice | None = None) -> dict[str, Any]:
     n = clip.n
     split = round(n * TRAIN_FRACTION)
     train = np.arange(n) < split
@@ -262,8 +283,10 @@ def self_reconstruction(clip: Clip, library: Path, out_dir: Path, cancel: Cancel
                       bank_path=out_dir / f".{clip.name}_bank_self.npy", cancel=cancel)
     fit_s = time.monotonic() - t0
     codes = target_codes(fit, clip.signals, clip.fps)
+    refiner = net.refiner(clip, split, cancel) if net is not None else None
     t0 = time.monotonic()
-    rendered, stats, pairs = _render_and_measure(clip, fit, codes, split, n, max(1, (n - split) // 6), None, cancel)
+    rendered, stats, pairs = _render_and_measure(clip, fit, codes, split, n, max(1, (n - split) // 6), None, cancel,
+                                                 refiner)
     render_s = time.monotonic() - t0
     (out_dir / f".{clip.name}_bank_self.npy").unlink(missing_ok=True)
     _sheet(pairs, out_dir / f"{clip.name}_self.png")
@@ -310,7 +333,8 @@ def _closures_per_s(opening: np.ndarray, speech: np.ndarray, level: float, fps: 
     return events / secs if secs > 0 else float("nan")
 
 
-def dubbed(clip: Clip, dub_path: Path, library: Path, out_dir: Path, cancel: CancelToken | None) -> dict[str, Any]:
+def dubbed(clip: Clip, dub_path: Path, library: Path, out_dir: Path, cancel: CancelToken | None,
+           net: NetChoice | None = None) -> dict[str, Any]:
     n = clip.n
     prior = load_prior(exclude={clip.name}, directory=library)
     fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, prior=prior,
@@ -333,7 +357,9 @@ def dubbed(clip: Clip, dub_path: Path, library: Path, out_dir: Path, cancel: Can
         def close(self) -> None:
             side.close()
 
-    rendered, stats, pairs = _render_and_measure(clip, fit, codes, 0, n, max(1, n // 12), _Limited(), cancel)  # type: ignore[arg-type]
+    refiner = net.refiner(clip, None, cancel) if net is not None else None
+    rendered, stats, pairs = _render_and_measure(clip, fit, codes, 0, n, max(1, n // 12), _Limited(), cancel,  # type: ignore[arg-type]
+                                                 refiner)
     (out_dir / f".{clip.name}_bank_dub.npy").unlink(missing_ok=True)
     _sheet(pairs, out_dir / f"{clip.name}_dub.png")
     _, real, _ = clip.track.dense(n)
@@ -382,8 +408,11 @@ def list_dubs(media: Path) -> list[Path]:
 
 
 def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progress: ProgressFn | None = None,
-             cancel: CancelToken | None = None, say: Any = print) -> list[dict[str, Any]]:
-    """Evaluate every clip; returns one row per clip (also printed by the CLI)."""
+             cancel: CancelToken | None = None, say: Any = print, engine: str = "retrieval",
+             device: str = "auto") -> list[dict[str, Any]]:
+    """Evaluate every clip; returns one row per clip (also printed by the CLI). ``engine="net"``: the
+    mouths are rendered with each speaker's regeneration network on ``device`` (trained when not cached)."""
+    net = NetChoice(device) if engine == "net" else None
     out_dir.mkdir(parents=True, exist_ok=True)
     library = out_dir / "library"
     all_clips = list_clips(media)
@@ -409,10 +438,11 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
         if clip is None:
             continue
         say(f"evaluating {path.name}")
-        row = self_reconstruction(clip, library, out_dir, cancel)
+        row = self_reconstruction(clip, library, out_dir, cancel, net)
+        row["engine"] = engine
         dub = dubs[k % len(dubs)] if dubs else None
         if dub is not None:
-            row.update(dubbed(clip, dub, library, out_dir, cancel))
+            row.update(dubbed(clip, dub, library, out_dir, cancel, net))
         rows.append(row)
         say(format_row(row))
     return rows

@@ -96,8 +96,16 @@ def prepare_render(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     fitted: dict[str, SpeakerFit] | None = None,
+    engine: str = "retrieval",
+    device: str = "auto",
 ) -> PreparedRender:
-    """Analyse (cached), fit each assigned face on the original audio, plan its mouth for its track."""
+    """Analyse (cached), fit each assigned face on the original audio, plan its mouth for its track.
+
+    ``engine="net"``: each planned face also gets the speaker's regeneration network as its refiner
+    (engine.regen.refiner_for on ``device``; trained first when no checkpoint is cached, which is
+    slow on a CPU), applied on top of the retrieval warp."""
+    if engine not in ("retrieval", "net"):
+        raise BadInputError(f"unknown engine {engine!r}; use retrieval or net")
     from engine.faces import analyse
     from engine.media.probe import content_hash, probe
 
@@ -117,6 +125,7 @@ def prepare_render(
     speaking = active_speaker(tracks, own.energy_db, own.speech, info.fps)
     vkey = content_hash(video)
     plans = []
+    refiners: dict[str, Any] = {}
     fits = dict(fitted or {})
     for k, a in enumerate(assignments):
         check_cancel(cancel)
@@ -138,10 +147,23 @@ def prepare_render(
             plan.ok &= rel >= a.start_s - 1e-6
         if a.end_s is not None:
             plan.ok &= rel < a.end_s - 1e-6
+        if engine == "net":
+            plan.refiner = _refiner(video, analysis, track.identity, device, refiners, progress, cancel)
         plans.append(plan)
     if progress is not None:
         progress(Progress("prepare", 1.0, 1.0))
     return PreparedRender(video, plans, len(times), float(info.fps), tracks, fits)
+
+
+def _refiner(video: Path, analysis: Any, identity: str, device: str, cache: dict[str, Any],
+             progress: ProgressFn | None, cancel: CancelToken | None) -> Any:
+    """The speaker's network renderer (one per identity, shared by that face's assignments)."""
+    if identity not in cache:
+        from engine.regen.infer import refiner_for
+
+        cache[identity] = refiner_for(video, analysis, identity, device=device,
+                                      progress=_stage(progress, f"net {identity}", 0.9, 0.1), cancel=cancel)
+    return cache[identity]
 
 
 def open_session(prepared: PreparedRender, cache_frames: int = 16) -> RenderSession:
@@ -156,24 +178,80 @@ def frames_to_render(prepared: PreparedRender) -> set[int]:
     return out
 
 
-def mix_tracks(assignments: list[TrackAssignment], sample_rate: int = 48000) -> np.ndarray:
-    """All assigned tracks mixed into one stereo track (several speakers, each with their own dub)."""
-    from engine.media.audio import decode_audio
+def render_project(
+    project: Any,
+    out_path: str | Path,
+    *,
+    languages: list[str] | None = None,
+    language_mode: str | None = None,
+    audio_mode: str | None = None,
+    engine: str = "retrieval",
+    device: str = "auto",
+    use_library: bool = True,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[Any]:
+    """Export an :class:`engine.project.Project` with the assigned faces' mouths regenerated: prepare
+    (analyse, fit, plan) every assignment, then :func:`engine.pipeline.export.export_project` mixes each
+    language's dubs (offsets, gains, trims; the original per ``audio_mode``) and streams the video
+    through the composer. Returns one ExportResult per file written."""
+    import dataclasses
 
-    parts = []
-    for a in assignments:
-        d = decode_audio(a.audio_path, sample_rate=sample_rate, channels=2).samples
-        lead = round(a.offset_s * sample_rate)
-        if lead > 0:
-            d = np.concatenate([np.zeros((lead, 2), np.float32), d])
-        elif lead < 0:
-            d = d[-lead:]
-        parts.append(d)
-    n = max(len(p) for p in parts)
-    mix = np.zeros((n, 2), np.float32)
-    for p in parts:
-        mix[: len(p)] += p
-    return np.clip(mix, -1.0, 1.0)
+    from engine.errors import ProjectError
+    from engine.pipeline.export import ExportSettings, export_project
+    from engine.project.store import missing_media
+
+    if project.video is None:
+        raise ProjectError("the project has no video", hint="add a video first")
+    missing = missing_media(project)
+    if missing:
+        raise ProjectError("media files are missing: " + ", ".join(str(m) for m in missing[:3]),
+                           hint="relink them (the app offers to) and save")
+    assignments = assignments_from_project(project)
+    if not assignments:
+        raise ProjectError("the project assigns no dub track to a face", hint="assign a track to a face first")
+    prepared = prepare_render(project.video.path, assignments, use_library, progress, cancel,
+                              engine=engine, device=device)
+    composer = FrameComposer(prepared.plans)
+    todo = frames_to_render(prepared)
+    log.info("rendering %s: %d of %d frames change", project.video.path, len(todo), prepared.frame_count)
+    settings = dataclasses.replace(ExportSettings.from_render_settings(project.render), renderer_pixel_format="bgr24")
+    return export_project(
+        project, out_path, languages=languages, language_mode=language_mode,  # type: ignore[arg-type]
+        audio_mode=audio_mode, settings=settings, frame_renderer=lambda i, f: composer(i, f),
+        needs_render=todo, progress=progress, cancel=cancel,
+    )
+
+
+def project_for_video(video_path: str | Path, assignments: list[TrackAssignment]) -> Any:
+    """An in-memory project for the direct form (a video and dub files): one dub track per assignment
+    at its offset and trim, one face identity per face (a face not named is the most present one),
+    each assignment over the whole video (or its own range)."""
+    from engine.faces import analyse
+    from engine.media.probe import probe
+    from engine.project.model import Assignment, DubTrack, FaceIdentity, Project, Video
+
+    video = Path(video_path)
+    info = probe(video).require_video()
+    times = np.asarray(info.frame_times, np.float64)
+    whole = float(times[-1] - times[0]) + 1.0 / max(float(info.fps), 1e-3)
+    tracks: list[FaceTrack] | None = None
+    project = Project(video=Video(video))
+    for k, a in enumerate(assignments):
+        face = a.face
+        if face is None:
+            if tracks is None:
+                tracks = tracks_from_analysis(analyse(video))
+            face = choose_face(tracks, None, video).identity
+        tid = f"track{k + 1}"
+        project.tracks.append(DubTrack(tid, Path(a.audio_path), offset_s=float(a.offset_s),
+                                       trim_in_s=float(a.trim_in_s), trim_out_s=a.trim_out_s))
+        if all(i.id != str(face) for i in project.identities):
+            project.identities.append(FaceIdentity(str(face)))
+        start = 0.0 if a.start_s is None else float(a.start_s)
+        end = whole if a.end_s is None else float(a.end_s)
+        project.assignments.append(Assignment(f"assign{k + 1}", tid, str(face), start, end))
+    return project
 
 
 def render_video(
@@ -183,21 +261,15 @@ def render_video(
     use_library: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
-) -> object:
-    """The whole job: prepare, then export with the mouths replaced and the dub(s) as the audio."""
-    from engine.media import AudioTrack as MuxTrack
-    from engine.pipeline.export import ExportSettings, export_video
-
-    prepared = prepare_render(video_path, assignments, use_library, progress, cancel)
-    composer = FrameComposer(prepared.plans)
-    todo = frames_to_render(prepared)
-    audio = MuxTrack(mix_tracks(assignments), 48000)
-    log.info("rendering %s: %d of %d frames change", video_path, len(todo), prepared.frame_count)
-    return export_video(
-        video_path, out_path, frame_renderer=lambda i, f: composer(i, f), needs_render=todo,
-        audio_tracks=[audio], settings=ExportSettings(renderer_pixel_format="bgr24"),
-        progress=progress, cancel=cancel,
-    )
+    engine: str = "retrieval",
+    device: str = "auto",
+) -> Any:
+    """The direct form: the video with its dub file(s), exported through :func:`render_project` (so the
+    dubs are mixed by the audio engine, like a project's). Returns the ExportResult."""
+    project = project_for_video(video_path, assignments)
+    return render_project(project, out_path, audio_mode="dub_only", language_mode="one_file_multi_track",
+                          engine=engine, device=device, use_library=use_library, progress=progress,
+                          cancel=cancel)[0]
 
 
 def assignments_from_project(project: Any) -> list[TrackAssignment]:

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,10 @@ class FacePlan:
     path: np.ndarray  # (n_frames,) bank index or -1
     ok: np.ndarray  # (n_frames,) bool
     landmarks: np.ndarray  # (n_frames, 468, 2)
+    refiner: Any = None
+    """Optional network renderer (``render_box(frame, own, target, box, warp=...)``, e.g.
+    engine.regen.NetRenderer) that refines the retrieval warp of each frame's box before colour
+    matching and blending; None: the retrieval warp as it is."""
 
 
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
@@ -38,6 +43,10 @@ def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale,
                      target_opening=fit.shape.code_opening(codes), bank_opening=fit.shape.code_opening(fit.bank.codes))
     return FacePlan(track, fit, codes, path, ok & (path >= 0), lm)
+
+
+def plans_with_refiner(plans: list[FacePlan]) -> list[FacePlan]:
+    return [p for p in plans if p.refiner is not None and hasattr(p.refiner, "reset")]
 
 
 @dataclass
@@ -65,6 +74,8 @@ class FrameComposer:
         if self._last is None or index != self._last + 1 or index in self._cuts:
             for c in self._colour.values():
                 c.reset()
+            for p in plans_with_refiner(self.plans):
+                p.refiner.reset()
         self._last = index
         out = frame
         for plan in self.plans:
@@ -84,6 +95,8 @@ class FrameComposer:
         if mask.empty:
             return frame
         synth = warp_to_box(plan.fit.bank, int(plan.path[index]), control_points(target, own), mask.box)
+        if plan.refiner is not None:
+            synth = plan.refiner.render_box(frame, own, target, mask.box, warp=synth)
         x0, y0, x1, y1 = mask.box
         synth = self._colour[plan.track.identity](synth, frame[y0:y1, x0:x1], mask)
         if details is not None:

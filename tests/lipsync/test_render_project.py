@@ -1,0 +1,200 @@
+"""`lipdub render --project` and the direct form share one export path; the network refiner hook."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.errors import EXIT_BAD_INPUT
+from engine.pipeline.session import FrameComposer, FrameResult, plan_face
+from tests.lipsync.test_compose_synth import N, _speaker
+
+CLIP = "vox_beard_full.mp4"
+DUB = "dub_german1.wav"
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int) -> Path:
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def _project_file(path: Path, video: Path, dub: Path, identity: str, end_s: float, offset_s: float = 0.0) -> Path:
+    from engine.project.model import Assignment, DubTrack, FaceIdentity, Project, Video
+    from engine.project.store import save_project
+
+    project = Project(
+        video=Video(video),
+        tracks=[DubTrack("t1", dub, language="de", offset_s=offset_s)],
+        identities=[FaceIdentity(identity)],
+        assignments=[Assignment("a1", "t1", identity, 0.0, end_s)],
+    )
+    save_project(project, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# The refiner hook (the network engine's place in the composer)
+# ------------------------------------------------------------------------------------------------
+
+
+class _StubRefiner:
+    """Records its calls and returns the warp darkened, so its effect is visible inside the mask."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, int, int, int], tuple[int, ...]]] = []
+        self.resets = 0
+
+    def render_box(self, frame: np.ndarray, own: np.ndarray, target: np.ndarray, box: tuple[int, int, int, int],
+                   warp: np.ndarray | None = None) -> np.ndarray:
+        assert warp is not None and own.shape == target.shape == (468, 2)
+        x0, y0, x1, y1 = box
+        assert warp.shape == (y1 - y0, x1 - x0, 3)
+        self.calls.append((box, warp.shape))
+        return (warp // 3).astype(np.uint8)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+def test_refiner_refines_the_warp_and_leaves_outside_the_mask_bit_identical() -> None:
+    _, frames, fit, track = _speaker()
+    codes = np.repeat(fit.bank.codes[:1], N, 0)
+    plain = plan_face(track, fit, codes)
+    refined = plan_face(track, fit, codes)
+    stub = _StubRefiner()
+    refined.refiner = stub
+    with_net, without = FrameComposer([refined]), FrameComposer([plain])
+    changed_inside = 0
+    for i in range(0, N, 5):
+        details: list[FrameResult] = []
+        out = with_net(i, frames[i], details)
+        ref = without(i, frames[i])
+        assert len(details) == 1
+        full = details[0].mask.full(*frames[i].shape[:2])
+        assert np.array_equal(out[full == 0], frames[i][full == 0]), "pixels outside the mask are the source's"
+        changed_inside += int(not np.array_equal(out[full == 1], ref[full == 1]))
+    assert len(stub.calls) == len(range(0, N, 5)), "render_box is called once per changed face and frame"
+    assert changed_inside == len(stub.calls), "the refined crop is what gets blended in"
+    assert stub.resets >= 1, "the refiner is reset at jumps (it keeps a reference choice)"
+
+
+def test_unknown_engine_is_bad_input(tmp_path: Path) -> None:
+    from engine.errors import BadInputError
+    from engine.pipeline.render import prepare_render
+
+    with pytest.raises(BadInputError, match="unknown engine"):
+        prepare_render(tmp_path / "x.mp4", [], engine="gan")
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI: usage and bad input (no face analysis of real media needed)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_exactly_one_of_video_or_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "exactly one of VIDEO or --project" in capsys.readouterr().err
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    assert main(["render", str(video), "--project", str(tmp_path / "p.json"), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert main(["render", str(video), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "--track" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b'{"schema_version": 1, "video": ', b"\x00\xff garbage",
+                                     b'{"schema_version": 999, "tracks": []}'])
+def test_broken_or_newer_project_is_bad_input_and_writes_nothing(tmp_path: Path, content: bytes,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "p.json"
+    p.write_bytes(content)
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--project", str(p), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert str(p) in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == [p]
+
+
+def test_project_with_missing_media_is_bad_input(tmp_path: Path, video_with_audio: Path) -> None:
+    p = _project_file(tmp_path / "p.json", video_with_audio, tmp_path / "gone.wav", "0", 3.0)
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--project", str(p), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert not out.exists()
+
+
+def test_faceless_video_gives_no_face_error(tmp_path: Path, video_with_audio: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.synth import make_audio
+
+    dub, _ = make_audio(tmp_path / "dub.wav", codec="pcm_s16le", duration=2.0, kind="beeps")
+    p = _project_file(tmp_path / "p.json", video_with_audio, dub, "0", 3.0)
+    out = tmp_path / "out.mp4"
+    assert main(["render", "--project", str(p), "--out", str(out)]) == EXIT_BAD_INPUT
+    assert "no face" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# A real render from a project file
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_project_render_on_a_real_clip(shared_media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.faces import analyse
+    from engine.media.audio import decode_audio
+    from engine.media.probe import probe
+    from engine.pipeline.render import choose_face
+    from engine.pipeline.tracks import tracks_from_analysis
+
+    video = shared_media / "video" / CLIP
+    src = probe(video, use_cache=False).require_video()
+    face = choose_face(tracks_from_analysis(analyse(video)), None, video).identity
+    d = decode_audio(shared_media / "audio" / DUB, sample_rate=16000, channels=1)
+    dub_samples = d.mono()[16000 * 2: 16000 * 5]  # 3 s of speech
+    dub = _write_wav(tmp_path / "dub de.wav", dub_samples, 16000)
+    offset = 1.0
+    end = float(src.frame_times[-1] - src.frame_times[0]) + 1.0 / src.fps
+    p = _project_file(tmp_path / "p.json", video, dub, face, end, offset_s=offset)
+    out = tmp_path / "dubbed.mp4"
+    capsys.readouterr()
+    rc = main(["render", "--project", str(p), "--language", "de", "--out", str(out), "--no-library", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0 and out.is_file(), captured.err
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert result["event"] == "done" and result["outputs"][0]["path"] == str(out.absolute())
+    assert 0 < result["outputs"][0]["rendered"] <= src.frame_count
+    assert any(json.loads(line)["event"] == "progress" for line in captured.err.splitlines() if line.startswith("{"))
+
+    info = probe(out, use_cache=False)
+    dst = info.require_video()
+    assert dst.frame_count == src.frame_count
+    np.testing.assert_allclose(dst.frame_times - dst.frame_times[0], src.frame_times - src.frame_times[0], atol=1e-3)
+    assert len(info.audio) == 1 and info.audio[0].language in ("de", "deu", "ger")
+
+    # The audio is the dub (dub_only), placed at its offset: silent before, the dub's envelope after.
+    got = decode_audio(out, sample_rate=16000).mono()  # the channels' mean (a resampled downmix adds 3 dB)
+    start = round(16000 * (float(info.audio[0].start_time) - float(dst.frame_times[0])))
+    pad = np.zeros(max(0, start), np.float32)
+    got = np.concatenate([pad, got[max(0, -start):]])
+    lead = round(16000 * offset)
+    assert np.sqrt(np.mean(got[: lead - 800] ** 2)) < 1e-3, "nothing plays before the dub's offset"
+    win = 320  # 20 ms envelopes
+    seg = got[lead: lead + len(dub_samples)]
+    k = min(len(seg), len(dub_samples)) // win
+    env_out = np.sqrt((seg[: k * win].reshape(k, win) ** 2).mean(1))
+    env_dub = np.sqrt((dub_samples[: k * win].reshape(k, win) ** 2).mean(1))
+    assert k > 100 and np.corrcoef(env_out, env_dub)[0, 1] > 0.9, "the output's audio is the dub"
+    level = np.sqrt(np.mean(seg ** 2)) / np.sqrt(np.mean(dub_samples[: len(seg)] ** 2))
+    assert 0.7 < level < 1.3, f"the dub plays at its own level (ratio {level:.2f})"
