@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -198,3 +199,41 @@ def test_project_render_on_a_real_clip(shared_media: Path, tmp_path: Path, capsy
     assert k > 100 and np.corrcoef(env_out, env_dub)[0, 1] > 0.9, "the output's audio is the dub"
     level = np.sqrt(np.mean(seg ** 2)) / np.sqrt(np.mean(dub_samples[: len(seg)] ** 2))
     assert 0.7 < level < 1.3, f"the dub plays at its own level (ratio {level:.2f})"
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_net_engine_renders_end_to_end(shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--engine net`` on the smallest real clip, with a tiny network (the real one trains for minutes)."""
+    import engine.regen.infer as infer
+    from engine.media.probe import probe
+    from engine.regen.train import RegenConfig
+
+    tiny = RegenConfig(crop_size=32, base_channels=8, depth=2, disc_channels=8, batch_pairs=2, max_steps=20,
+                       adv_start=10, eval_every=10, checkpoint_every=10, val_pairs=4, patience=100)
+    made: list[Any] = []
+    real = infer.refiner_for
+
+    def tiny_refiner(*args: Any, **kwargs: Any) -> Any:
+        assert kwargs["device"] == "cpu"
+        made.append(real(*args, **{**kwargs, "config": tiny}))
+        return made[-1]
+
+    monkeypatch.setattr(infer, "refiner_for", tiny_refiner)
+    calls = {"n": 0}
+    real_box = infer.NetRenderer.render_box
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        calls["n"] += 1
+        return real_box(self, *args, **kwargs)
+
+    monkeypatch.setattr(infer.NetRenderer, "render_box", counted)
+    video = shared_media / "video" / CLIP
+    out = tmp_path / "net.mp4"
+    rc = main(["render", str(video), "--track", str(shared_media / "audio" / DUB), "--out", str(out),
+               "--no-library", "--engine", "net", "--device", "cpu"])
+    assert rc == 0 and out.is_file()
+    assert len(made) == 1 and isinstance(made[0], infer.NetRenderer)
+    src = probe(video, use_cache=False).require_video()
+    assert probe(out, use_cache=False).require_video().frame_count == src.frame_count
+    assert calls["n"] > 0.5 * src.frame_count, "the network rendered the changed faces"
