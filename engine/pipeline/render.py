@@ -192,13 +192,15 @@ def render_project(
     cancel: CancelToken | None = None,
 ) -> list[Any]:
     """Export an :class:`engine.project.Project` with the assigned faces' mouths regenerated: prepare
-    (analyse, fit, plan) every assignment, then :func:`engine.pipeline.export.export_project` mixes each
+    (analyse, fit, plan) the assignments, then :func:`engine.pipeline.export.export_project` mixes each
     language's dubs (offsets, gains, trims; the original per ``audio_mode``) and streams the video
-    through the composer. Returns one ExportResult per file written."""
-    import dataclasses
+    through the composer. Returns one ExportResult per file written.
 
+    The mouths follow one language per file: with ``file_per_language`` each language's file is
+    rendered from that language's assignments (the speaker fits are shared); one file with a track per
+    language follows the first language (its default audio track)."""
     from engine.errors import ProjectError
-    from engine.pipeline.export import ExportSettings, export_project
+    from engine.pipeline.export import language_output_path, project_languages
     from engine.project.store import missing_media
 
     if project.video is None:
@@ -207,17 +209,48 @@ def render_project(
     if missing:
         raise ProjectError("media files are missing: " + ", ".join(str(m) for m in missing[:3]),
                            hint="relink them (the app offers to) and save")
-    assignments = assignments_from_project(project)
-    if not assignments:
+    if not assignments_from_project(project):
         raise ProjectError("the project assigns no dub track to a face", hint="assign a track to a face first")
-    prepared = prepare_render(project.video.path, assignments, use_library, progress, cancel,
+    langs = list(languages) if languages else project_languages(project)
+    mode = language_mode or project.render.language_mode
+    fits: dict[str, SpeakerFit] = {}
+    if len(langs) > 1 and mode == "file_per_language":
+        results: list[Any] = []
+        for lang in langs:
+            results += _render_languages(project, language_output_path(out_path, lang), [lang], lang, audio_mode,
+                                         engine, device, use_library, fits, progress, cancel)
+        return results
+    return _render_languages(project, out_path, langs, langs[0] if langs else None, audio_mode, engine, device,
+                             use_library, fits, progress, cancel, language_mode=mode)
+
+
+def _render_languages(
+    project: Any, out_path: str | Path, langs: list[str], lip_language: str | None, audio_mode: str | None,
+    engine: str, device: str, use_library: bool, fits: dict[str, SpeakerFit], progress: ProgressFn | None,
+    cancel: CancelToken | None, language_mode: str | None = None,
+) -> list[Any]:
+    """One export_project call: the mouths follow ``lip_language``'s assignments, the audio has ``langs``."""
+    import dataclasses
+
+    from engine.errors import ProjectError
+    from engine.pipeline.export import ExportSettings, export_project
+
+    language = {t.id: t.language for t in project.tracks}
+    assignments = [a for a, pa in zip(assignments_from_project(project), _project_assignments(project), strict=True)
+                   if lip_language is None or language[pa.track_id] == lip_language]
+    if not assignments:
+        raise ProjectError(f"no dub track in {lip_language} is assigned to a face",
+                           hint="assign a track of that language to a face")
+    prepared = prepare_render(project.video.path, assignments, use_library, progress, cancel, fitted=fits,
                               engine=engine, device=device)
+    fits.update(prepared.fits)
     composer = FrameComposer(prepared.plans)
     todo = frames_to_render(prepared)
-    log.info("rendering %s: %d of %d frames change", project.video.path, len(todo), prepared.frame_count)
+    log.info("rendering %s (%s): %d of %d frames change", project.video.path, lip_language, len(todo),
+             prepared.frame_count)
     settings = dataclasses.replace(ExportSettings.from_render_settings(project.render), renderer_pixel_format="bgr24")
     return export_project(
-        project, out_path, languages=languages, language_mode=language_mode,  # type: ignore[arg-type]
+        project, out_path, languages=langs, language_mode=language_mode,  # type: ignore[arg-type]
         audio_mode=audio_mode, settings=settings, frame_renderer=lambda i, f: composer(i, f),
         needs_render=todo, progress=progress, cancel=cancel,
     )
@@ -272,14 +305,18 @@ def render_video(
                           cancel=cancel)[0]
 
 
+def _project_assignments(project: Any) -> list[Any]:
+    """The project's assignments whose track exists (in the order of assignments_from_project)."""
+    ids = {t.id for t in project.tracks}
+    return [a for a in project.assignments if a.track_id in ids]
+
+
 def assignments_from_project(project: Any) -> list[TrackAssignment]:
     """The project's assignments (track -> identity over a time range) as engine assignments."""
     tracks = {t.id: t for t in project.tracks}
     out = []
-    for a in project.assignments:
-        t = tracks.get(a.track_id)
-        if t is None:
-            continue
+    for a in _project_assignments(project):
+        t = tracks[a.track_id]
         out.append(TrackAssignment(Path(t.path), str(a.identity_id), float(t.offset_s), float(t.trim_in_s),
                                    t.trim_out_s, float(a.start_s), float(a.end_s)))
     return out

@@ -237,3 +237,46 @@ def test_net_engine_renders_end_to_end(shared_media: Path, tmp_path: Path, monke
     src = probe(video, use_cache=False).require_video()
     assert probe(out, use_cache=False).require_video().frame_count == src.frame_count
     assert calls["n"] > 0.5 * src.frame_count, "the network rendered the changed faces"
+
+
+@pytest.mark.media
+@pytest.mark.slow
+def test_each_language_file_follows_its_own_dub(shared_media: Path, tmp_path: Path) -> None:
+    from engine.faces import analyse
+    from engine.media.audio import decode_audio
+    from engine.media.probe import probe
+    from engine.media.reader import VideoReader
+    from engine.pipeline.render import choose_face
+    from engine.pipeline.tracks import tracks_from_analysis
+    from engine.project.model import Assignment, DubTrack, FaceIdentity, Project, Video
+    from engine.project.store import save_project
+
+    video = shared_media / "video" / CLIP
+    src = probe(video, use_cache=False).require_video()
+    face = choose_face(tracks_from_analysis(analyse(video)), None, video).identity
+    end = float(src.frame_times[-1] - src.frame_times[0]) + 1.0 / src.fps
+    tracks = []
+    for lang, name in (("de", "dub_german1.wav"), ("fr", "dub_french1.wav")):
+        d = decode_audio(shared_media / "audio" / name, sample_rate=16000, channels=1).mono()[16000: 16000 * 5]
+        tracks.append(DubTrack(lang, _write_wav(tmp_path / f"{lang}.wav", d, 16000), language=lang))
+    project = Project(video=Video(video), tracks=tracks, identities=[FaceIdentity(face)],
+                      assignments=[Assignment(f"a{t.id}", t.id, face, 0.0, end) for t in tracks])
+    p = tmp_path / "p.json"
+    save_project(project, p)
+    out = tmp_path / "film.mp4"
+    assert main(["render", "--project", str(p), "--out", str(out), "--no-library",
+                 "--language-mode", "file_per_language"]) == 0
+    files = {lang: tmp_path / f"film.{lang}.mp4" for lang in ("de", "fr")}
+    assert all(f.is_file() for f in files.values()) and not out.exists()
+    assert [a.language for a in probe(files["fr"], use_cache=False).audio] == ["fra"]
+    with VideoReader(files["de"], pixel_format="bgr24") as a, VideoReader(files["fr"], pixel_format="bgr24") as b:
+        differ = sum(not np.array_equal(a.frame(i), b.frame(i)) for i in range(10, src.frame_count, 10))
+    assert differ >= 5, "the German and the French file have different mouths"
+
+    both = tmp_path / "both.mp4"
+    assert main(["render", "--project", str(p), "--out", str(both), "--no-library",
+                 "--language-mode", "one_file_multi_track", "--audio", "dub_plus_original"]) == 0
+    info = probe(both, use_cache=False)
+    langs = [a.language for a in info.audio]  # dub_plus_original: the mix and the dub alone, per language
+    assert langs[0] == "deu" and set(langs) == {"deu", "fra"} and langs == sorted(langs)
+    assert info.require_video().frame_count == src.frame_count
