@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EXIT_OK, BadInputError
+from engine.errors import EXIT_CANCELLED, EXIT_OK, BadInputError, Cancelled, LipdubError
 
 
 def add_parser(sub: Any) -> None:
@@ -65,6 +65,20 @@ def _usage(msg: str) -> BadInputError:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The render; with ``--json`` the outcome is always one JSON line on stdout: ``{"event": "done",
+    "outputs": [...]}`` or ``{"event": "error", "exit_code": N, "message": ...}`` (then the usual
+    error on stderr and the exit code)."""
+    try:
+        return _run(args)
+    except (LipdubError, Cancelled, KeyboardInterrupt) as exc:
+        if args.json:
+            code = exc.exit_code if isinstance(exc, (LipdubError, Cancelled)) else EXIT_CANCELLED
+            print(json.dumps({"event": "error", "exit_code": code, "message": str(exc) or "cancelled"},
+                             ensure_ascii=False), flush=True)
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from engine.pipeline.export import TerminalProgress
     from engine.pipeline.render import TrackAssignment, project_for_video, render_project
     from engine.runtime.compute import configure_threads

@@ -121,8 +121,12 @@ def test_broken_or_newer_project_is_bad_input_and_writes_nothing(tmp_path: Path,
     p = tmp_path / "p.json"
     p.write_bytes(content)
     out = tmp_path / "out.mp4"
-    assert main(["render", "--project", str(p), "--out", str(out)]) == EXIT_BAD_INPUT
-    assert str(p) in capsys.readouterr().err
+    assert main(["render", "--project", str(p), "--out", str(out), "--json"]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert str(p) in captured.err
+    [line] = captured.out.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "error" and event["exit_code"] == EXIT_BAD_INPUT and str(p) in event["message"]
     assert not out.exists() and list(tmp_path.iterdir()) == [p]
 
 
