@@ -333,6 +333,7 @@ def export_project(
     original_offset = (mi.audio[0].start_time - float(info.frame_times[0])) if mi.audio else 0.0
     assigned = {a.track_id for a in project.assignments}
     audio_by_language: dict[str, list[AudioTrack]] = {}
+    mix_warnings: dict[str, list[str]] = {}
     for lang in langs:
         check_cancel(cancel)
         tracks = [t for t in project.tracks if t.language == lang and (t.id in assigned or not assigned)]
@@ -347,15 +348,20 @@ def export_project(
                        default=(k == 0))
             for k, t in enumerate(mix.tracks)
         ]
-        for w in mix.warnings:
-            log.warning("%s mix: %s", lang, w)
+        mix_warnings[lang] = [f"{lang} mix: {w}" for w in mix.warnings]
+        for w in mix_warnings[lang]:
+            log.warning("%s", w)
     mode = language_mode or render.language_mode
     if len(langs) == 1:
         mode = "one_file_multi_track"  # one language: one file at the chosen name
-    return export_languages(
+    results = export_languages(
         source, out_path, audio_by_language, mode=mode, frame_renderer=frame_renderer,
         needs_render=needs_render, settings=settings, progress=progress, cancel=cancel,
     )
+    for r in results:
+        # Each file carries the mix warnings of the languages it holds, ahead of the video's own.
+        r.warnings[:0] = [w for lang in (r.audio_languages or langs) for w in mix_warnings.get(lang, [])]
+    return results
 
 
 def remux_with_audio(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from engine.pipeline.session import FacePlan, FrameComposer, RenderSession, plan
 from engine.pipeline.tracks import FaceTrack, tracks_from_analysis
 from engine.runtime.jobs import CancelToken, Progress, ProgressFn, check_cancel
 from engine.runtime.paths import cache_dir
+
+if TYPE_CHECKING:
+    from engine.pipeline.export import ExportSettings
 
 log = logging.getLogger("lipdub.pipeline.render")
 
@@ -188,6 +191,7 @@ def render_project(
     engine: str = "retrieval",
     device: str = "auto",
     use_library: bool = True,
+    settings: ExportSettings | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> list[Any]:
@@ -198,7 +202,8 @@ def render_project(
 
     The mouths follow one language per file: with ``file_per_language`` each language's file is
     rendered from that language's assignments (the speaker fits are shared); one file with a track per
-    language follows the first language (its default audio track)."""
+    language follows the first language (its default audio track). ``settings`` (an
+    :class:`engine.pipeline.export.ExportSettings`) overrides the project's codec, CRF and preset."""
     from engine.errors import ProjectError
     from engine.pipeline.export import language_output_path, project_languages
     from engine.project.store import missing_media
@@ -218,16 +223,16 @@ def render_project(
         results: list[Any] = []
         for lang in langs:
             results += _render_languages(project, language_output_path(out_path, lang), [lang], lang, audio_mode,
-                                         engine, device, use_library, fits, progress, cancel)
+                                         engine, device, use_library, fits, progress, cancel, settings=settings)
         return results
     return _render_languages(project, out_path, langs, langs[0] if langs else None, audio_mode, engine, device,
-                             use_library, fits, progress, cancel, language_mode=mode)
+                             use_library, fits, progress, cancel, language_mode=mode, settings=settings)
 
 
 def _render_languages(
     project: Any, out_path: str | Path, langs: list[str], lip_language: str | None, audio_mode: str | None,
     engine: str, device: str, use_library: bool, fits: dict[str, SpeakerFit], progress: ProgressFn | None,
-    cancel: CancelToken | None, language_mode: str | None = None,
+    cancel: CancelToken | None, language_mode: str | None = None, settings: ExportSettings | None = None,
 ) -> list[Any]:
     """One export_project call: the mouths follow ``lip_language``'s assignments, the audio has ``langs``."""
     import dataclasses
@@ -248,7 +253,8 @@ def _render_languages(
     todo = frames_to_render(prepared)
     log.info("rendering %s (%s): %d of %d frames change", project.video.path, lip_language, len(todo),
              prepared.frame_count)
-    settings = dataclasses.replace(ExportSettings.from_render_settings(project.render), renderer_pixel_format="bgr24")
+    base = settings if settings is not None else ExportSettings.from_render_settings(project.render)
+    settings = dataclasses.replace(base, renderer_pixel_format="bgr24")
     return export_project(
         project, out_path, languages=langs, language_mode=language_mode,  # type: ignore[arg-type]
         audio_mode=audio_mode, settings=settings, frame_renderer=lambda i, f: composer(i, f),
