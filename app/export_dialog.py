@@ -213,7 +213,12 @@ class ExportDialog(QDialog):
         self.crf_label.setText(f"{value}: {crf_words(value)}")
 
     def request(self) -> ExportRequest:
+        from app.settings import AppSettings
+
+        app_settings = AppSettings.load()
         return ExportRequest(
+            engine=app_settings.engine,
+            device=app_settings.device,
             out_path=Path(self.path_edit.text().strip()).expanduser().absolute(),
             preset=str(self.preset.currentData()),
             speed=self.speed.currentText(),

@@ -34,6 +34,10 @@ from app.workers import WorkerPool
 ORG = "LipdubStudio"
 APP = "Lipdub Studio"
 MAX_RECENT = 8
+ENGINE_CHOICES = (
+    ("retrieval", "Retrieval (default)"),
+    ("net", "Regeneration network (trains per speaker first; slow on CPU)"),
+)
 
 def qsettings() -> QSettings:
     return QSettings(ORG, APP)
@@ -43,6 +47,7 @@ class AppSettings:
     face_backend: str = "builtin"  # "builtin" | "insightface"
     insightface_folder: str = ""
     device: str = "auto"  # "auto" | "cuda" | "cpu"
+    engine: str = "retrieval"  # lip-sync engine for exports: "retrieval" | "net"
     cache_folder: str = ""  # "" = the platform default
     recent: list[str] = field(default_factory=list)
 
@@ -56,6 +61,7 @@ class AppSettings:
             face_backend=str(s.value("faces/backend", "builtin")),
             insightface_folder=str(s.value("faces/insightface_folder", "")),
             device=str(s.value("compute/device", "auto")),
+            engine=str(s.value("compute/engine", "retrieval")),
             cache_folder=str(s.value("paths/cache", "")),
             recent=[str(r) for r in (recent or [])],
         )
@@ -65,6 +71,7 @@ class AppSettings:
         s.setValue("faces/backend", self.face_backend)
         s.setValue("faces/insightface_folder", self.insightface_folder)
         s.setValue("compute/device", self.device)
+        s.setValue("compute/engine", self.engine)
         s.setValue("paths/cache", self.cache_folder)
         s.setValue("recent", list(self.recent))
         s.sync()
@@ -169,7 +176,14 @@ class SettingsDialog(QDialog):
         self.device_status = QLabel("Checking…")
         self.device_status.setObjectName("statusNote")
         self.device_status.setWordWrap(True)
+        self.engine_combo = QComboBox()
+        for key, label in ENGINE_CHOICES:
+            self.engine_combo.addItem(label, key)
+        self.engine_combo.setCurrentIndex(max(0, self.engine_combo.findData(settings.engine)))
+        self.engine_combo.setToolTip("The lip-sync engine the export uses. The regeneration network trains "
+                                     "a small model per speaker before rendering: slow on a CPU.")
         cf = QFormLayout(compute)
+        cf.addRow("Engine", self.engine_combo)
         cf.addRow("Device", self.device_combo)
         cf.addRow("In use", self.device_status)
         self.device_combo.currentIndexChanged.connect(self._update_device)
@@ -270,5 +284,6 @@ class SettingsDialog(QDialog):
         s.face_backend = "insightface" if self.insight.isChecked() else "builtin"
         s.insightface_folder = self.folder_edit.text().strip()
         s.device = str(self.device_combo.currentData())
+        s.engine = str(self.engine_combo.currentData())
         s.cache_folder = self.cache_edit.text().strip()
         return s

@@ -41,6 +41,12 @@ def test_export_writes_the_video_with_the_dub(qtbot, ready, tmp_path: Path) -> N
     out.parent.mkdir()
     dlg = _dialog(qtbot, window, out)
     dlg.crf.setValue(23)
+    from app.settings import AppSettings
+
+    AppSettings(engine="net", device="cpu").save()  # the export takes the engine and device of the app settings
+    assert (dlg.request().engine, dlg.request().device) == ("net", "cpu")
+    AppSettings().save()
+    assert dlg.request().engine == "retrieval"
     dlg.export_button.click()
     assert dlg.running and not dlg.export_button.isEnabled()
     qtbot.waitUntil(lambda: dlg.outcome != "", timeout=120000)

@@ -109,20 +109,24 @@ def test_settings_persist_and_the_dialog_shows_the_device(qtbot) -> None:  # typ
     from app.settings import SettingsDialog
     from app.workers import WorkerPool
 
-    s = AppSettings(device="cpu", face_backend="insightface", insightface_folder="/nowhere")
+    assert AppSettings.load().engine == "retrieval"  # the default
+    s = AppSettings(device="cpu", face_backend="insightface", insightface_folder="/nowhere", engine="net")
     s.add_recent("/p/a.lipdub.json")
     s.add_recent("/p/b.lipdub.json")
     s.add_recent("/p/a.lipdub.json")
     loaded = AppSettings.load()
-    assert loaded.device == "cpu" and loaded.face_backend == "insightface"
+    assert loaded.device == "cpu" and loaded.face_backend == "insightface" and loaded.engine == "net"
     assert loaded.recent == [str(Path("/p/a.lipdub.json")), str(Path("/p/b.lipdub.json"))]
     pool = WorkerPool(1)
     dlg = SettingsDialog(loaded, pool)
     qtbot.addWidget(dlg)
     assert dlg.insight.isChecked() and "not a folder" in dlg.insight_status.text()
     qtbot.waitUntil(lambda: dlg.device_status.text().startswith("CPU"), timeout=60000)
+    assert dlg.engine_combo.currentData() == "net"
     dlg.builtin.setChecked(True)
-    assert dlg.result_settings().face_backend == "builtin"
+    dlg.engine_combo.setCurrentIndex(dlg.engine_combo.findData("retrieval"))
+    chosen = dlg.result_settings()
+    assert chosen.face_backend == "builtin" and chosen.engine == "retrieval"
     pool.shutdown()
     dlg.close()
     AppSettings().save()
