@@ -360,7 +360,7 @@ def export_project(
     )
     for r in results:
         # Each file carries the mix warnings of the languages it holds, ahead of the video's own.
-        r.warnings[:0] = [w for lang in (r.audio_languages or langs) for w in mix_warnings.get(lang, [])]
+        r.warnings[:0] = [w for lang in dict.fromkeys(r.audio_languages or langs) for w in mix_warnings.get(lang, [])]
     return results
 
 
