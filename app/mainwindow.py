@@ -462,7 +462,7 @@ class MainWindow(QMainWindow):
         tracks = {t.id: t for t in p.tracks}
         parts = [(a.identity_id, a.start_s, a.end_s, str(t.path), t.offset_s, t.trim_in_s, t.trim_out_s)
                  for a in p.assignments if (t := tracks.get(a.track_id)) is not None]
-        return (str(p.video.path), *parts)
+        return (self.settings.engine, self.settings.device, str(p.video.path), *parts)
 
     def prepare_speakers(self) -> None:
         """Fit the assigned speakers for the lip-synced preview, in the background."""
@@ -494,7 +494,9 @@ class MainWindow(QMainWindow):
                 self.preview_ctl.invalidate()
                 self._reshow()
 
-        self.run_job("speakers", lambda progress, cancel: renderer.prepare_lipsync(project, progress, cancel),
+        engine, device = self.settings.engine, self.settings.device
+        self.run_job("speakers", lambda progress, cancel: renderer.prepare_lipsync(project, progress, cancel,
+                                                                                   engine, device),
                      "Preparing the speaker models", on_result=done, on_progress=on_progress, dialog=False,
                      on_done=finished)
 
@@ -952,6 +954,7 @@ class MainWindow(QMainWindow):
             self.settings = dlg.result_settings()
             self.settings.save()
             self._update_device_label()
+            self._on_doc_changed()  # a new engine or device re-prepares the lip-synced preview
         dlg.deleteLater()
 
     def export_dialog(self) -> None:

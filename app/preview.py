@@ -78,13 +78,16 @@ class PreviewRenderer:
                 self._lipsync.close()
                 self._lipsync = None
 
-    def prepare_lipsync(self, project: Any, progress: Any = None, cancel: Any = None) -> Any:
-        """Fit the assigned speakers and plan their mouths (slow: seconds to minutes). Worker only."""
+    def prepare_lipsync(self, project: Any, progress: Any = None, cancel: Any = None, engine: str = "retrieval",
+                        device: str = "auto") -> Any:
+        """Fit the assigned speakers and plan their mouths (slow: seconds to minutes; with the network
+        engine, training it first when no checkpoint is cached). Worker only."""
         from engine.pipeline.render import ProjectPreview
 
         with self._lipsync_lock:
             if self._lipsync is None:
                 self._lipsync = ProjectPreview()
+            self._lipsync.engine, self._lipsync.device = engine, device
             self._lipsync.prepare(project, progress, cancel)
         return project
 

@@ -335,16 +335,17 @@ class ProjectPreview:
     fitted speakers are kept across those changes (refitting is the slow part). Neighbouring frames
     are fast: the session keeps decoded frames and results, and the reader decodes forward."""
 
-    def __init__(self, use_library: bool = True) -> None:
+    def __init__(self, use_library: bool = True, engine: str = "retrieval", device: str = "auto") -> None:
         self.use_library = use_library
+        self.engine = engine  # "retrieval" or "net" (as prepare_render); a change re-prepares
+        self.device = device
         self._key: tuple[Any, ...] | None = None
         self._session: RenderSession | None = None
         self._fits: dict[str, SpeakerFit] = {}
         self._fits_video: Path | None = None
 
-    @staticmethod
-    def _signature(project: Any) -> tuple[Any, ...]:
-        return (str(project.video.path), tuple(
+    def _signature(self, project: Any) -> tuple[Any, ...]:
+        return (self.engine, self.device, str(project.video.path), tuple(
             (a.audio_path, a.face, a.offset_s, a.trim_in_s, a.trim_out_s, a.start_s, a.end_s)
             for a in assignments_from_project(project)))
 
@@ -358,7 +359,7 @@ class ProjectPreview:
         if self._fits_video != video:
             self._fits = {}
         prepared = prepare_render(video, assignments_from_project(project), self.use_library, progress, cancel,
-                                  fitted=self._fits)
+                                  fitted=self._fits, engine=self.engine, device=self.device)
         self._fits, self._fits_video = prepared.fits, video
         if self._session is not None:
             self._session.close()

@@ -284,3 +284,35 @@ def test_each_language_file_follows_its_own_dub(shared_media: Path, tmp_path: Pa
     langs = [a.language for a in info.audio]  # dub_plus_original: the mix and the dub alone, per language
     assert langs[0] == "deu" and set(langs) == {"deu", "fra"} and langs == sorted(langs)
     assert info.require_video().frame_count == src.frame_count
+
+
+def test_project_preview_prepares_with_its_engine_and_again_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's preview follows the engine setting: a change of engine re-prepares with the new one."""
+    import engine.pipeline.render as render_mod
+    from engine.project import Assignment, DubTrack, FaceIdentity, Project, Video
+
+    calls: list[tuple[str, str]] = []
+
+    def fake_prepare(video, assignments, use_library=True, progress=None, cancel=None, fitted=None,
+                     engine="retrieval", device="auto"):
+        calls.append((engine, device))
+        return render_mod.PreparedRender(Path(video), [], 10, 25.0, [], {})
+
+    class FakeSession:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(render_mod, "prepare_render", fake_prepare)
+    monkeypatch.setattr(render_mod, "open_session", lambda prepared: FakeSession())
+    project = Project(video=Video(path=tmp_path / "v.mp4"),
+                      tracks=[DubTrack(id="t1", path=tmp_path / "dub.wav", language="de")],
+                      identities=[FaceIdentity(id="0", name="Person 1")],
+                      assignments=[Assignment(id="a1", track_id="t1", identity_id="0", start_s=0.0, end_s=1.0)])
+    preview = render_mod.ProjectPreview(use_library=False)
+    preview.prepare(project)
+    preview.prepare(project)  # nothing changed: no second preparation
+    preview.engine, preview.device = "net", "cpu"
+    preview.prepare(project)
+    assert calls == [("retrieval", "auto"), ("net", "cpu")]
