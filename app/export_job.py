@@ -31,12 +31,7 @@ class ExportRequest:
 
 def export_languages_of(project: Any) -> list[str]:
     """The languages to export: those of assigned tracks, else those of all tracks."""
-    assigned = {a.track_id for a in project.assignments}
-    langs: list[str] = []
-    for t in project.tracks:
-        if (t.id in assigned or not assigned) and t.language not in langs:
-            langs.append(t.language)
-    return langs
+    return list(project.export_languages())
 
 
 def planned_outputs(project: Any, request: ExportRequest) -> list[Path]:

@@ -271,13 +271,8 @@ _MIX_MODES = {"dub_only": "dub_only", "dub_plus_original": "dub_and_original", "
 
 
 def project_languages(project: Any) -> list[str]:
-    """The languages a project exports: those of tracks that are assigned to someone, else of all tracks."""
-    assigned = {a.track_id for a in project.assignments}
-    langs: list[str] = []
-    for t in project.tracks:
-        if (t.id in assigned or not assigned) and t.language not in langs:
-            langs.append(t.language)
-    return langs
+    """The languages a project exports (:meth:`engine.project.Project.export_languages`)."""
+    return list(project.export_languages())
 
 
 def export_project(

@@ -165,6 +165,15 @@ class Project:
                 seen.append(track.language)
         return seen
 
+    def export_languages(self) -> list[str]:
+        """The languages an export writes: those of tracks assigned to someone, else of all tracks."""
+        assigned = {a.track_id for a in self.assignments}
+        seen: list[str] = []
+        for track in self.tracks:
+            if (track.id in assigned or not assigned) and track.language not in seen:
+                seen.append(track.language)
+        return seen
+
     def tracks_for_language(self, language: str) -> list[DubTrack]:
         return [t for t in self.tracks if t.language == language]
 

@@ -334,3 +334,15 @@ def test_relink_without_others(tmp_path: Path) -> None:
     old = project.video.path
     relink(project, old, tmp_path / "m2" / old.name, others=False)
     assert len(missing_media(project)) == 2
+
+
+def test_export_languages_are_those_of_assigned_tracks_else_all() -> None:
+    from engine.project import Assignment, DubTrack, FaceIdentity, Project
+
+    p = Project(tracks=[DubTrack(id="a", path=Path("a.wav"), language="de"),
+                        DubTrack(id="b", path=Path("b.wav"), language="fr"),
+                        DubTrack(id="c", path=Path("c.wav"), language="de")],
+                identities=[FaceIdentity(id="0", name="P")])
+    assert p.export_languages() == ["de", "fr"]
+    p.assignments.append(Assignment(id="x", track_id="b", identity_id="0", start_s=0.0, end_s=1.0))
+    assert p.export_languages() == ["fr"]
