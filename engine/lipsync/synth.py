@@ -204,30 +204,40 @@ def warp_to_box(
     x0, y0, x1, y1 = box
     src_pts = control_points(bank.landmarks[j], bank.landmarks[j]) - bank.origins[j]
     dst = np.asarray(dst_points, np.float64) - [x0, y0]
-    tris = bank.triangles
-    h, w = y1 - y0, x1 - x0
-    labels = np.zeros((h, w), np.int32)
-    # Affine per triangle mapping destination (x, y, 1) to source (x, y).
-    mats = np.zeros((len(tris) + 1, 2, 3), np.float64)
     # Pixels no triangle covers (where a strongly changed mouth folds the mesh) follow the overall
     # similarity between the two point sets instead of reading some unrelated pixel.
     fallback, _ = cv2.estimateAffinePartial2D(dst.astype(np.float32), src_pts.astype(np.float32))
-    mats[0] = fallback if fallback is not None else [[1, 0, 0], [0, 1, 0]]
-    for ti, tri in enumerate(tris):
+    return piecewise_affine(np.asarray(bank.crops[j]), src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback)
+
+
+def piecewise_affine(
+    image: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    triangles: np.ndarray,
+    out_shape: tuple[int, int],
+    uncovered: np.ndarray | None = None,
+) -> np.ndarray:
+    """Warp ``image`` so each triangle of points ``src`` lands on the same triangle of ``dst``
+    (output of ``out_shape`` (h, w)). ``uncovered``: the 2x3 destination->source affine for pixels no
+    triangle covers (None: identity)."""
+    h, w = out_shape
+    labels = np.zeros((h, w), np.int32)
+    # Affine per triangle mapping destination (x, y, 1) to source (x, y); index 0 is the uncovered one.
+    mats = np.zeros((len(triangles) + 1, 2, 3), np.float64)
+    mats[0] = uncovered if uncovered is not None else [[1, 0, 0], [0, 1, 0]]
+    for ti, tri in enumerate(triangles):
         d = dst[tri]
         area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
         if abs(area) < 1e-6:
             continue
-        mats[ti + 1] = cv2.getAffineTransform(d.astype(np.float32), src_pts[tri].astype(np.float32))
+        mats[ti + 1] = cv2.getAffineTransform(d.astype(np.float32), src[tri].astype(np.float32))
         cv2.fillConvexPoly(labels, np.round(d * 16).astype(np.int32), ti + 1, lineType=cv2.LINE_8, shift=4)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     m = mats[labels].astype(np.float32)
     map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
-    return cv2.remap(
-        np.asarray(bank.crops[j]), map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-
+    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 def feather_px(landmarks: np.ndarray) -> float:
     """Feather width for a face: a tenth of the inter-ocular distance, at least 2 px."""

@@ -30,6 +30,7 @@ from engine.faces.landmarks import (
     NOSE_TIP,
     RIGHT_EYE,
 )
+from engine.lipsync.synth import piecewise_affine
 
 #: Mesh points around the mouth that a reference warp should carry (cheeks, chin, under the nose),
 #: besides the mouth contours and the jaw line.
@@ -185,23 +186,7 @@ def warp_to_landmarks(image: np.ndarray, src_landmarks: np.ndarray, dst_landmark
     dst = warp_points(dst_landmarks, size)
     ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1)
     src, dst = src[ok], dst[ok]
-    tris = Delaunay(dst).simplices
-    labels = np.zeros(image.shape[:2], np.int32)
-    mats = np.zeros((len(tris) + 1, 2, 3), np.float64)
-    mats[0] = [[1, 0, 0], [0, 1, 0]]  # uncovered pixels (outside the hull) stay where they are
-    for k, tri in enumerate(tris):
-        d = dst[tri]
-        area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
-        if abs(area) < 1e-6:
-            continue
-        mats[k + 1] = cv2.getAffineTransform(d.astype(np.float32), src[tri].astype(np.float32))
-        cv2.fillConvexPoly(labels, np.round(d * 16).astype(np.int32), k + 1, lineType=cv2.LINE_8, shift=4)
-    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]].astype(np.float32)
-    m = mats[labels].astype(np.float32)
-    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
-    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
-    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
+    return piecewise_affine(image, src, dst, Delaunay(dst).simplices, (image.shape[0], image.shape[1]))
 
 def speaker_region(crop_landmarks: np.ndarray, size: int, max_faces: int = 400) -> np.ndarray:
     """The union of the region over (a sample of) a speaker's frames, as a hard 0/1 float32 mask.
