@@ -228,7 +228,7 @@ def pipeline_eval(clip_path: Path, ckpt: Path, dub: Path, out_dir: Path, device:
     """The lip-sync engine's own evaluation (self-reconstruction on the held-out 30% from the audio, and
     a dubbed render), once with the retrieval renderer and once with the network refining each
     retrieval warp (the ``--engine net`` hook, patched in here). Same fit, same target codes, same
-    measures; the speaker-library prior is left out (an empty library) for both."""
+    measures; the speaker-library prior is left out for both."""
     import engine.pipeline.session as session
     from engine.pipeline import evaluate as ev
     from engine.regen import NetRenderer
@@ -236,8 +236,6 @@ def pipeline_eval(clip_path: Path, ckpt: Path, dub: Path, out_dir: Path, device:
     clip = ev.load_clip(clip_path)
     if clip is None:
         return []
-    library = out_dir / "empty_library"
-    library.mkdir(parents=True, exist_ok=True)
     net = NetRenderer(ckpt, device=device)
     original_warp = session.warp_to_box
     original_face = session.FrameComposer._face
@@ -262,8 +260,8 @@ def pipeline_eval(clip_path: Path, ckpt: Path, dub: Path, out_dir: Path, device:
 
             session.FrameComposer._face = face_with_net  # type: ignore[method-assign]
         try:
-            row = ev.self_reconstruction(clip, library, sub, None)
-            row.update(ev.dubbed(clip, dub, library, sub, None))
+            row = ev.self_reconstruction(clip, None, sub, None)
+            row.update(ev.dubbed(clip, dub, None, sub, None))
         finally:
             if engine_name == "net":
                 session.FrameComposer._face = original_face  # type: ignore[method-assign]

@@ -21,14 +21,15 @@ import numpy as np
 
 from engine.lipsync.geometry import mouth_opening
 from engine.lipsync.metrics import gradient_ring, jitter, motion_lmd, mouth_box, psnr_ssim, sync_meter
+from engine.lipsync.model import PriorModel, fit_prior
 from engine.pipeline.fit import (
     AudioTrack,
     SpeakerFit,
     TrackSignals,
     active_speaker,
+    estimate_lag,
     fit_speaker,
-    load_prior,
-    save_to_library,
+    lag_rows,
     target_codes,
     track_signals,
 )
@@ -272,12 +273,11 @@ def _render_and_measure(
     return re.landmarks(clip.n), stats, pairs
 
 
-def self_reconstruction(clip: Clip, library: Path, out_dir: Path, cancel: CancelToken | None,
+def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
                         net: NetChoice | None = None) -> dict[str, Any]:
     n = clip.n
     split = round(n * TRAIN_FRACTION)
     train = np.arange(n) < split
-    prior = load_prior(exclude={clip.name}, directory=library)
     t0 = time.monotonic()
     fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, train=train, prior=prior,
                       bank_path=out_dir / f".{clip.name}_bank_self.npy", cancel=cancel)
@@ -304,7 +304,7 @@ def self_reconstruction(clip: Clip, library: Path, out_dir: Path, cancel: Cancel
         "r_open": _corr(op_render, op_real), "r_target": _corr(op_target, op_real),
         "lmd_ratio": lmd / lmd_still if lmd_still else np.nan,
         "psnr": float(np.nanmean(stats.psnr or [np.nan])), "ssim": float(np.nanmean(stats.ssim or [np.nan])),
-        "untouched_self": stats.untouched, "jitter_self": jitter(rendered[hr]) / jitter(real[hr]) if len(hr) > 3 else np.nan,
+        "lag_frames": fit.lag_frames, "untouched_self": stats.untouched, "jitter_self": jitter(rendered[hr]) / jitter(real[hr]) if len(hr) > 3 else np.nan,
         "seam_self": stats.seam_ratio, "fit_s": fit_s, "render_fps": (n - split) / max(render_s, 1e-6),
     }
 
@@ -333,10 +333,9 @@ def _closures_per_s(opening: np.ndarray, speech: np.ndarray, level: float, fps: 
     return events / secs if secs > 0 else float("nan")
 
 
-def dubbed(clip: Clip, dub_path: Path, library: Path, out_dir: Path, cancel: CancelToken | None,
+def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
            net: NetChoice | None = None) -> dict[str, Any]:
     n = clip.n
-    prior = load_prior(exclude={clip.name}, directory=library)
     fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, prior=prior,
                       bank_path=out_dir / f".{clip.name}_bank_dub.npy", cancel=cancel)
     dub_audio = load_audio16k(dub_path)
@@ -407,6 +406,51 @@ def list_dubs(media: Path) -> list[Path]:
     return sorted(p for p in (media / "audio").iterdir() if p.suffix.lower() in (".wav", ".mp3", ".m4a", ".flac", ".ogg"))
 
 
+@dataclass
+class LibraryEntry:
+    """One clip's speaker as the speaker library holds it: speaking frames, design rows, opening."""
+
+    name: str
+    design: np.ndarray  # (n_frames, D) all of the clip's rows (shifted per lag when used)
+    energy_db: np.ndarray
+    frames: np.ndarray  # speaking frames with a usable face
+    opening: np.ndarray  # real opening at those frames
+    fps: float
+
+    def rows(self, lag: int) -> tuple[str, np.ndarray, np.ndarray]:
+        z = (self.opening - self.opening.mean()) / (self.opening.std() + 1e-6)
+        return self.name, self.design[lag_rows(len(self.design), lag)[self.frames]], z
+
+
+class LeaveOneOutLibrary:
+    """The speaker-library prior for each evaluated clip, built from the other clips only.
+
+    As in use, each library entry is stored at its own audio-to-mouth lag, estimated with a prior of
+    the other entries. Here that prior leaves out the evaluated clip as well (first every entry is
+    lined up with its band energy, then each entry's lag is re-estimated with a prior of the entries
+    other than itself and the evaluated clip), so nothing of the evaluated clip reaches its prior."""
+
+    def __init__(self, entries: list[LibraryEntry]) -> None:
+        self.entries = {e.name: e for e in entries}
+        self.energy_lag = {e.name: estimate_lag(e.design, e.energy_db, e.frames, e.opening, e.fps) for e in entries}
+        self._pair: dict[frozenset[str], PriorModel | None] = {}
+
+    def _prior_without(self, names: set[str], lags: dict[str, int]) -> PriorModel | None:
+        return fit_prior([e.rows(lags[k]) for k, e in self.entries.items() if k not in names])
+
+    def prior_for(self, name: str) -> PriorModel | None:
+        lags = {}
+        for other, e in self.entries.items():
+            if other == name:
+                continue
+            key = frozenset((name, other))
+            if key not in self._pair:
+                self._pair[key] = self._prior_without({name, other}, self.energy_lag)
+            pair = self._pair[key]
+            lags[other] = estimate_lag(e.design, e.energy_db, e.frames, e.opening, e.fps, pair)
+        return self._prior_without({name}, lags)
+
+
 def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progress: ProgressFn | None = None,
              cancel: CancelToken | None = None, say: Any = print, engine: str = "retrieval",
              device: str = "auto") -> list[dict[str, Any]]:
@@ -414,12 +458,11 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
     mouths are rendered with each speaker's regeneration network on ``device`` (trained when not cached)."""
     net = NetChoice(device) if engine == "net" else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    library = out_dir / "library"
     all_clips = list_clips(media)
     chosen = list_clips(media, names)
     dubs = list_dubs(media)
     loaded: dict[str, Clip] = {}
-    # The speaker library for the leave-one-out prior: one entry per clip, left out for its own clip.
+    entries = []
     for path in all_clips:
         check_cancel(cancel)
         say(f"analysing {path.name}")
@@ -428,28 +471,32 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
             continue
         # All of each clip's speech: a clip's entry is never used when that clip itself is evaluated.
         ok, lm, _ = clip.track.dense(clip.n)
-        sel = ok & clip.speaking
-        save_to_library(clip.name, clip.signals.design[sel], mouth_opening(lm[sel]), directory=library)
+        sel = np.flatnonzero(ok & clip.speaking)
+        if len(sel) >= 25:
+            entries.append(LibraryEntry(clip.name, clip.signals.design, clip.signals.energy_db, sel,
+                                        mouth_opening(lm[sel]), clip.fps))
         if path in chosen:
             loaded[path.stem] = clip
+    library = LeaveOneOutLibrary(entries)
     rows = []
     for k, path in enumerate(chosen):
         clip = loaded.get(path.stem)
         if clip is None:
             continue
         say(f"evaluating {path.name}")
-        row = self_reconstruction(clip, library, out_dir, cancel, net)
+        prior = library.prior_for(clip.name)
+        row = self_reconstruction(clip, prior, out_dir, cancel, net)
         row["engine"] = engine
         dub = dubs[k % len(dubs)] if dubs else None
         if dub is not None:
-            row.update(dubbed(clip, dub, library, out_dir, cancel, net))
+            row.update(dubbed(clip, dub, prior, out_dir, cancel, net))
         rows.append(row)
         say(format_row(row))
     return rows
 
 
 COLUMNS = [
-    ("clip", "{:<28}"), ("seconds", "{:5.1f}"), ("model", "{:<13}"), ("r_open", "{:+.2f}"), ("r_target", "{:+.2f}"),
+    ("clip", "{:<28}"), ("seconds", "{:5.1f}"), ("model", "{:<13}"), ("r_open", "{:+.2f}"), ("r_target", "{:+.2f}"), ("lag_frames", "{:+d}"),
     ("lmd_ratio", "{:.2f}"), ("psnr", "{:5.1f}"), ("ssim", "{:.3f}"), ("dub", "{:<17}"), ("z_own", "{:+.1f}"),
     ("z_orig_dub", "{:+.1f}"), ("z_render", "{:+.1f}"), ("lag_ms", "{:3.0f}"), ("r_prior_own", "{:+.2f}"),
     ("r_prior_render", "{:+.2f}"), ("std_ratio", "{:.2f}"), ("speed_ratio", "{:.2f}"), ("close_ratio", "{:.2f}"),

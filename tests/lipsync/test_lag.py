@@ -1,0 +1,61 @@
+"""The audio-to-mouth lag: found from the band energy alone, or from a prior of other speakers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.lipsync.model import fit_prior
+from engine.pipeline.fit import estimate_lag, lag_rows
+
+
+def _smooth_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    x = rng.normal(size=n + 8)
+    return np.convolve(x, np.ones(5) / 5, mode="same")[4 : 4 + n]
+
+
+def test_lag_rows_reads_later_audio_and_holds_the_ends() -> None:
+    assert lag_rows(5, 2).tolist() == [2, 3, 4, 4, 4]
+    assert lag_rows(5, -1).tolist() == [0, 0, 1, 2, 3]
+    assert lag_rows(5, 0).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_energy_lag_finds_a_mouth_that_leads_the_sound() -> None:
+    rng = np.random.default_rng(3)
+    n, lead = 400, 2
+    sound = _smooth_noise(n, rng)
+    opening = np.empty(n)
+    opening[: n - lead] = sound[lead:]  # the mouth at t matches the sound at t + lead
+    opening[n - lead :] = sound[-1]
+    frames = np.arange(20, 380)
+    design = np.zeros((n, 3), np.float32)
+    assert estimate_lag(design, sound, frames, opening[frames], fps=25.0) == lead
+    # The mouth trailing the sound by 2 frames (energy at t is the mouth at t + 2): a negative lag.
+    early = np.roll(sound, -2)
+    assert estimate_lag(design, early, frames, sound[frames], fps=25.0) == -2
+
+
+def test_prior_lag_uses_the_prior_prediction_not_the_energy() -> None:
+    rng = np.random.default_rng(4)
+    n = 600
+    feats = rng.normal(size=(n, 6)).astype(np.float32)
+    weights = rng.normal(size=6)
+    # Other speakers: opening is a fixed function of their features at the same frame.
+    entries = []
+    for s in range(3):
+        x = rng.normal(size=(300, 6)).astype(np.float32)
+        y = x @ weights
+        entries.append((f"spk{s}", x, (y - y.mean()) / y.std()))
+    prior = fit_prior(entries)
+    assert prior is not None
+    truth = feats @ weights
+    # This speaker's mouth leads their audio by 3 frames; the energy says nothing.
+    opening = truth[lag_rows(n, 3)]
+    frames = np.arange(30, 570)
+    lag = estimate_lag(feats, np.zeros(n), frames, opening[frames], fps=25.0, prior=prior)
+    assert lag == 3
+
+
+def test_no_signal_or_too_few_frames_gives_no_lag() -> None:
+    design = np.zeros((50, 2), np.float32)
+    assert estimate_lag(design, np.zeros(50), np.arange(10), np.linspace(0, 1, 10), fps=25.0) == 0
+    assert estimate_lag(design, np.ones(50), np.arange(40), np.zeros(40), fps=25.0) == 0
