@@ -150,9 +150,14 @@ def fit_shape_model(
     pool = np.arange(len(lm))
     if silent is not None and int(np.asarray(silent).sum()) >= 5:
         pool = np.flatnonzero(silent)
-    # The closed mouth: the frames among the pool with the smallest opening.
-    thr = np.quantile(opening[pool], 0.2)
-    closed = pool[opening[pool] <= thr]
+    # The closed mouth: the frames among the pool with the smallest opening. Some speakers keep their
+    # lips apart in the pauses of their speech (a pause is often a breath): the rest is then no more
+    # open than the speaker's tenth-percentile opening overall, so a dub's silence shows closed lips.
+    thr = min(float(np.quantile(opening[pool], 0.2)), float(np.quantile(opening, 0.1)))
+    closed = np.flatnonzero(opening <= thr)
+    if len(closed) > 0 and len(pool) < len(lm):
+        in_pool = np.intersect1d(closed, pool)
+        closed = in_pool if len(in_pool) >= 5 else closed
     rest = np.median(codes[closed], axis=0)
     model = ShapeModel(mean, comps, scale, rest, float(np.median(opening[closed])), pose_basis, pose_mean)
     return model

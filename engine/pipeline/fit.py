@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine.lipsync.geometry import mouth_opening
+from engine.lipsync.metrics import sync_meter
 from engine.lipsync.model import (
     PriorModel,
     SpeakerModel,
@@ -238,6 +240,8 @@ class SpeakerFit:
     library_key: str | None = None
     speech_code_std: np.ndarray | None = None  # per component, over the speaker's speaking frames
     lag_frames: int = 0  # audio read this many frames later than each frame (positive: mouth leads)
+    own_sync: tuple[float, float] | None = None  # (r, z) of the real mouth against its own audio's band energy
+    opening_dir: np.ndarray | None = None  # (C,) code change per unit of mouth opening, speaking frames
 
 
 def fit_speaker(
@@ -302,8 +306,16 @@ def fit_speaker(
     reporter.finish()
     bank = writer.finish()
     ref = codes[spk] if int(spk.sum()) >= 10 else codes
+    ref_op = opening[spk] if int(spk.sum()) >= 10 else opening
+    direction = None
+    if len(ref_op) >= 10 and np.std(ref_op) > 0:
+        direction = np.linalg.lstsq(np.stack([ref_op, np.ones_like(ref_op)], 1), ref, rcond=None)[0][0]
+    real = np.full(n, np.nan)
+    real[frames] = opening
+    meter = sync_meter(real, signals.energy_db, signals.fps)
+    own = (meter.r, meter.z) if np.isfinite(meter.z) else None
     return SpeakerFit(track.identity, shape, model, bank, opening[spk] if spk.any() else opening,
-                      frames, frames[spk], library_key_, ref.std(0), lag)
+                      frames, frames[spk], library_key_, ref.std(0), lag, own, direction)
 
 
 def match_motion(codes: np.ndarray, speech: np.ndarray, real_std: np.ndarray | None, max_gain: float = 2.0) -> np.ndarray:
@@ -323,10 +335,11 @@ def match_motion(codes: np.ndarray, speech: np.ndarray, real_std: np.ndarray | N
 
 
 def target_codes(
-    fit: SpeakerFit, signals: TrackSignals, fps: float, smooth_sigma_frames: float = 1.0
+    fit: SpeakerFit, signals: TrackSignals, fps: float, smooth_sigma_frames: float = 1.0, calibrate: bool = True
 ) -> np.ndarray:
-    """Shape codes per video frame for a track: the model's prediction, smoothed without lag, and the
-    resting mouth wherever the track is silent for 0.3 s or more."""
+    """Shape codes per video frame for a track: the model's prediction at the speaker's lag, smoothed
+    without lag, given the speaker's own amount of motion and (``calibrate``) their own closeness to
+    the syllable rhythm, and the resting mouth wherever the track is silent for 0.3 s or more."""
     from engine.lipsync.model import rest_weights
     from engine.lipsync.shape import smooth_codes
 
@@ -336,6 +349,56 @@ def target_codes(
     else:
         codes = fit.model.predict(signals.design[rows])
     codes = smooth_codes(codes, smooth_sigma_frames)
-    codes = match_motion(codes, signals.speech, fit.speech_code_std)
     w = rest_weights(signals.speech, fps)[:, None]
-    return (1 - w) * codes + w * fit.shape.rest[None, :]
+
+    def finish(c: np.ndarray) -> np.ndarray:
+        c = match_motion(c, signals.speech, fit.speech_code_std)
+        return (1 - w) * c + w * fit.shape.rest[None, :]
+
+    if not calibrate or fit.model.kind == "energy":
+        return finish(codes)
+    return calibrate_articulation(fit, codes, signals, fps, finish)
+
+
+# How much more the articulation may follow the track's band energy than the speaker's real mouth
+# followed theirs: the sync score aimed at (z above the speaker's own) and the ceiling on the
+# correlation (a mouth that follows loudness much more closely than the real one looks robotic).
+ARTICULATION_Z_MARGIN = 1.0
+ARTICULATION_R_MARGIN = 0.15
+ARTICULATION_MAX_GAIN = 2.0
+
+
+def calibrate_articulation(
+    fit: SpeakerFit, codes: np.ndarray, signals: TrackSignals, fps: float, finish: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Make the mouth follow the track's own syllable rhythm as closely as the speaker's real mouth
+    followed theirs.
+
+    The speaker model is fitted on one voice; a dub is another voice, often another language, and
+    its predictions come out damped and loosely timed there. The speaker's real mouth follows the
+    1.8-4.5 kHz band energy of their own audio with a measurable strength (QUALITY.md's sync meter).
+    Here the predicted opening gets the track's band energy (speech frames only, the mouth leading by
+    70 ms) added along the speaker's own opening direction, with the smallest gain that gives the
+    track that same strength (plus a margin), and never so much that it correlates with loudness
+    more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
+    own = fit.own_sync
+    direction = fit.opening_dir
+    n = len(codes)
+    if own is None or direction is None or n < 8 or int(np.sum(signals.speech)) < 10:
+        return finish(codes)
+    own_r, own_z = own
+    sigma = float(np.std(fit.speech_opening)) if len(fit.speech_opening) > 2 else 0.0
+    ez = energy_z(signals.energy_db, signals.speech)[lag_rows(n, round(0.07 * fps))]
+    push = (np.clip(ez, -2.5, 2.5) * np.asarray(signals.speech, np.float64))[:, None] * (sigma * direction)[None, :]
+    best = finish(codes)
+    for gain in np.concatenate([[0.0], np.geomspace(0.02, 1.0, 24) * ARTICULATION_MAX_GAIN]):
+        out = best if gain == 0 else finish(codes + gain * push)
+        meter = sync_meter(fit.shape.code_opening(out), signals.energy_db, fps)
+        if not np.isfinite(meter.r):
+            break
+        if gain > 0 and meter.r > own_r + ARTICULATION_R_MARGIN:
+            break
+        best = out
+        if meter.z >= own_z + ARTICULATION_Z_MARGIN:
+            break
+    return best

@@ -121,3 +121,58 @@ def test_silence_rests_the_mouth_closed() -> None:
     codes = target_codes(fit, sig, fps=25.0)
     assert np.allclose(codes[30:], fit.shape.rest)
     assert np.allclose(codes[:10], open_code, atol=1e-6)
+
+
+def _syllables(n: int, fps: float = 25.0) -> np.ndarray:
+    """Band energy (dB) of speech at about 4 syllables a second, with some irregularity."""
+    t = np.arange(n) / fps
+    rng = np.random.default_rng(7)
+    return -30 + 12 * np.sin(2 * np.pi * 4.1 * t + 0.8 * np.sin(2 * np.pi * 0.7 * t)) + rng.normal(0, 2, n)
+
+
+def test_articulation_follows_the_track_as_closely_as_the_real_mouth_did() -> None:
+    from engine.lipsync.metrics import sync_meter
+
+    _, _, fit, _ = _speaker()
+    n = 300
+    fps = 25.0
+
+    class Damped:
+        """A speaker model that hears nothing useful in this voice: its mouth moves, but not with it."""
+
+        kind = "speaker"
+
+        def predict(self, x: np.ndarray, energy_z: np.ndarray | None = None) -> np.ndarray:
+            rng = np.random.default_rng(11)
+            wander = np.convolve(rng.normal(size=len(x) + 6), np.ones(7) / 7, mode="valid")[: len(x)]
+            return np.outer(wander, fit.opening_dir) * 0.05  # around the speaker's average mouth
+
+    fit.model = Damped()  # type: ignore[assignment]
+    fit.opening_dir = np.linalg.lstsq(np.stack([fit.speech_opening, np.ones(N)], 1),
+                                      fit.shape.encode_landmarks(np.stack([face_landmarks(o) for o in fit.speech_opening])),
+                                      rcond=None)[0][0]
+    fit.own_sync = (0.4, 3.0)  # the real mouth followed its own audio at r 0.4, z 3
+    energy = _syllables(n, fps)
+    sig = TrackSignals(np.zeros((n, 4), np.float32), np.ones(n, bool), energy, fps)
+    plain = sync_meter(fit.shape.code_opening(target_codes(fit, sig, fps, calibrate=False)), energy, fps)
+    tuned = sync_meter(fit.shape.code_opening(target_codes(fit, sig, fps)), energy, fps)
+    assert plain.z < 2.0
+    assert tuned.z >= 3.0  # as close as the real mouth was
+    assert tuned.r <= 0.4 + 0.15 + 1e-9  # and not a loudness meter
+
+    # A speaker whose real mouth barely followed the energy gets only what the ceiling allows.
+    fit.own_sync = (0.05, 0.5)
+    capped = sync_meter(fit.shape.code_opening(target_codes(fit, sig, fps)), energy, fps)
+    assert capped.r <= 0.05 + 0.15 + 1e-9
+
+
+def test_articulation_leaves_silence_at_rest() -> None:
+    _, _, fit, _ = _speaker()
+    n = 200
+    fit.opening_dir = np.eye(len(fit.shape.rest))[0] * 10.0
+    fit.own_sync = (0.5, 4.0)
+    speech = np.ones(n, bool)
+    speech[120:] = False
+    sig = TrackSignals(np.zeros((n, 4), np.float32), speech, _syllables(n), 25.0)
+    codes = target_codes(fit, sig, fps=25.0)
+    assert np.allclose(codes[130:], fit.shape.rest)

@@ -119,3 +119,16 @@ def test_rest_weights_close_the_mouth_in_silences_only() -> None:
     assert np.all(w[40:60] == 1.0)
     assert np.all(w[82:83] < 1.0)
     assert w[10] == 0.0
+
+
+def test_rest_is_a_closed_mouth_even_when_the_speaker_pauses_with_lips_apart() -> None:
+    lms, opening = _faces(200)
+    # The frames marked silent are all half open (a speaker who breathes through the mouth in pauses).
+    silent = (opening > 0.12) & (opening < 0.16)
+    assert silent.sum() >= 5
+    model = fit_shape_model(lms, 5, silent=silent)
+    assert model.rest_opening <= np.quantile(mouth_opening(lms), 0.1) + 1e-9
+    # A speaker who does close their lips in pauses rests at that closed mouth.
+    closed = opening < 0.05
+    model = fit_shape_model(lms, 5, silent=closed)
+    assert model.rest_opening <= 0.05
