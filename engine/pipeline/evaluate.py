@@ -325,6 +325,17 @@ def _silence_runs(speech: np.ndarray, fps: float, min_s: float = 0.3) -> np.ndar
     return out
 
 
+def resting_level(opening: np.ndarray, speech: np.ndarray) -> float:
+    """The speaker's resting mouth opening, from the real footage: the median of the smallest fifth of
+    the openings where they do not speak (all frames when they pause on fewer than 5)."""
+    op = np.asarray(opening, np.float64)
+    pause = ~np.asarray(speech, bool) & np.isfinite(op)
+    pool = op[pause] if int(pause.sum()) >= 5 else op[np.isfinite(op)]
+    if pool.size == 0:
+        return float("nan")
+    return float(np.median(pool[pool <= np.quantile(pool, 0.2)]))
+
+
 def _closures_per_s(opening: np.ndarray, speech: np.ndarray, level: float, fps: float) -> float:
     op = np.where(speech, opening, np.nan)
     closed = op <= level
@@ -373,10 +384,11 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
     spd_r = np.abs(np.diff(op_render))[sp_dub[1:]]
     spd_o = np.abs(np.diff(op_real))[sp_real[1:]]
     speed_ratio = np.nanmean(spd_r) / np.nanmean(spd_o) if len(spd_r) and len(spd_o) else np.nan
-    # Resting level: the speaker's closed mouth, with a tolerance of a quarter of their speech range.
+    # Resting level: measured on the real footage, not taken from the model: the speaker's mouth in
+    # their own pauses (the closest fifth of it), with a tolerance of a quarter of their speech range.
     speech_ops = op_real[sp_real]
     span = float(np.nanpercentile(speech_ops, 90) - np.nanpercentile(speech_ops, 10)) if speech_ops.size else 0.0
-    rest_level = fit.shape.rest_opening + 0.25 * span
+    rest_level = resting_level(op_real, clip.signals.speech) + 0.25 * span
     close_r = _closures_per_s(op_render, dub.speech, rest_level, clip.fps)
     close_o = _closures_per_s(op_real, clip.signals.speech, rest_level, clip.fps)
     sil = _silence_runs(dub.speech, clip.fps) & np.isfinite(op_render)
