@@ -59,3 +59,34 @@ def test_no_signal_or_too_few_frames_gives_no_lag() -> None:
     design = np.zeros((50, 2), np.float32)
     assert estimate_lag(design, np.zeros(50), np.arange(10), np.linspace(0, 1, 10), fps=25.0) == 0
     assert estimate_lag(design, np.ones(50), np.arange(40), np.zeros(40), fps=25.0) == 0
+
+
+def test_eval_library_leaves_the_evaluated_clip_out_of_its_prior_and_of_every_lag_choice() -> None:
+    import engine.pipeline.evaluate as ev
+
+    rng = np.random.default_rng(5)
+    weights = rng.normal(size=4)
+    entries = []
+    for k, lead in enumerate((0, 1, 2, -1)):
+        x = rng.normal(size=(200, 4)).astype(np.float32)
+        truth = x @ weights
+        opening = truth[lag_rows(200, lead)]
+        frames = np.arange(10, 190)
+        entries.append(ev.LibraryEntry(f"clip{k}", x, truth, frames, opening[frames], 25.0))
+    lib = ev.LeaveOneOutLibrary(entries)
+    used: list[set[str]] = []
+    real_fit = ev.fit_prior
+
+    def spy(rows, *a, **kw):  # type: ignore[no-untyped-def]
+        used.append({name for name, _, _ in rows})
+        return real_fit(rows, *a, **kw)
+
+    ev.fit_prior = spy  # type: ignore[assignment]
+    try:
+        prior = lib.prior_for("clip2")
+    finally:
+        ev.fit_prior = real_fit  # type: ignore[assignment]
+    assert prior is not None and "clip2" not in prior.speakers
+    assert used and all("clip2" not in names for names in used)
+    # Each entry went in at its own lead, found without the evaluated clip.
+    assert lib.energy_lag == {"clip0": 0, "clip1": 1, "clip2": 2, "clip3": -1}
