@@ -357,7 +357,7 @@ def target_codes(
 
     if not calibrate or fit.model.kind == "energy":
         return finish(codes)
-    return calibrate_articulation(fit, codes, signals, fps, finish)
+    return calibrate_articulation(fit, codes, signals, fps, finish, smooth_sigma_frames)
 
 
 # How much more the articulation may follow the track's band energy than the speaker's real mouth
@@ -369,7 +369,8 @@ ARTICULATION_MAX_GAIN = 2.0
 
 
 def calibrate_articulation(
-    fit: SpeakerFit, codes: np.ndarray, signals: TrackSignals, fps: float, finish: Callable[[np.ndarray], np.ndarray]
+    fit: SpeakerFit, codes: np.ndarray, signals: TrackSignals, fps: float, finish: Callable[[np.ndarray], np.ndarray],
+    smooth_sigma_frames: float = 1.0,
 ) -> np.ndarray:
     """Make the mouth follow the track's own syllable rhythm as closely as the speaker's real mouth
     followed theirs.
@@ -381,6 +382,8 @@ def calibrate_articulation(
     70 ms) added along the speaker's own opening direction, with the smallest gain that gives the
     track that same strength (plus a margin), and never so much that it correlates with loudness
     more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
+    from engine.lipsync.shape import smooth_codes
+
     own = fit.own_sync
     direction = fit.opening_dir
     n = len(codes)
@@ -390,6 +393,8 @@ def calibrate_articulation(
     sigma = float(np.std(fit.speech_opening)) if len(fit.speech_opening) > 2 else 0.0
     ez = energy_z(signals.energy_db, signals.speech)[lag_rows(n, round(0.07 * fps))]
     push = (np.clip(ez, -2.5, 2.5) * np.asarray(signals.speech, np.float64))[:, None] * (sigma * direction)[None, :]
+    # Smoothed like the prediction: the energy's frame-to-frame noise would otherwise show as jitter.
+    push = smooth_codes(push, smooth_sigma_frames)
     best = finish(codes)
     for gain in np.concatenate([[0.0], np.geomspace(0.02, 1.0, 24) * ARTICULATION_MAX_GAIN]):
         out = best if gain == 0 else finish(codes + gain * push)
