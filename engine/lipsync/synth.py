@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -201,13 +202,38 @@ def warp_to_box(
 ) -> np.ndarray:
     """Bank frame ``j``'s texture warped so its control points land on ``dst_points`` (image px),
     rendered for the frame box ``(x0, y0, x1, y1)``."""
+    return warp_with_validity(bank, j, dst_points, box)[0]
+
+
+def warp_with_validity(
+    bank: TextureBank,
+    j: int,
+    dst_points: np.ndarray,
+    box: tuple[int, int, int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``warp_to_box`` and, per output pixel, whether its texture came from the source's own face.
+
+    Valid (1) where the pixel reads inside the source crop and inside the source frame's face below
+    the nose (the jaw and cheek outline, its sides pulled in by a tenth towards the mouth). A source taken at another head turn can
+    otherwise lend a cheek pixel from the background beyond its silhouette, or from outside its crop
+    (seen as bluish stripes on a cheek); the compositor keeps the original pixel there instead."""
+    from engine.compose.mask import lower_face_polygon
+
     x0, y0, x1, y1 = box
     src_pts = control_points(bank.landmarks[j], bank.landmarks[j]) - bank.origins[j]
     dst = np.asarray(dst_points, np.float64) - [x0, y0]
     # Pixels no triangle covers (where a strongly changed mouth folds the mesh) follow the overall
     # similarity between the two point sets instead of reading some unrelated pixel.
     fallback, _ = cv2.estimateAffinePartial2D(dst.astype(np.float32), src_pts.astype(np.float32))
-    return piecewise_affine(np.asarray(bank.crops[j]), src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback)
+    crop = np.asarray(bank.crops[j])
+    ch, cw = crop.shape[:2]
+    face = np.zeros((ch, cw), np.uint8)
+    poly = lower_face_polygon(np.asarray(bank.landmarks[j], np.float64), side_margin=0.1, chin_margin=0.25)
+    poly = np.round((poly - bank.origins[j]) * 4).astype(np.int32)
+    cv2.fillPoly(face, [poly], 255, lineType=cv2.LINE_8, shift=2)
+    # Read the face map with a zero border: outside the crop is invalid as well.
+    warped, valid = piecewise_affine(crop, src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback, also=face)
+    return warped, (valid > 127).astype(np.float32)
 
 
 def piecewise_affine(
@@ -217,10 +243,12 @@ def piecewise_affine(
     triangles: np.ndarray,
     out_shape: tuple[int, int],
     uncovered: np.ndarray | None = None,
-) -> np.ndarray:
+    also: np.ndarray | None = None,
+) -> Any:
     """Warp ``image`` so each triangle of points ``src`` lands on the same triangle of ``dst``
     (output of ``out_shape`` (h, w)). ``uncovered``: the 2x3 destination->source affine for pixels no
-    triangle covers (None: identity)."""
+    triangle covers (None: identity). ``also``: a second single-channel image warped the same way
+    (nearest, zero outside), returned with the first as a pair."""
     h, w = out_shape
     labels = np.zeros((h, w), np.int32)
     # Affine per triangle mapping destination (x, y, 1) to source (x, y); index 0 is the uncovered one.
@@ -237,7 +265,11 @@ def piecewise_affine(
     m = mats[labels].astype(np.float32)
     map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
-    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if also is None:
+        return out
+    extra = cv2.remap(also, map_x, map_y, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out, extra
 
 def feather_px(landmarks: np.ndarray) -> float:
     """Feather width for a face: a tenth of the inter-ocular distance, at least 2 px."""

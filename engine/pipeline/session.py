@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from engine.compose import ColourMatcher, MaskROI, blend_into, build_mask, lower_face_polygon
-from engine.lipsync.synth import control_points, feather_px, plan_path, warp_to_box
+from engine.lipsync.synth import control_points, feather_px, plan_path, warp_with_validity
 from engine.pipeline.fit import SpeakerFit
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
@@ -58,6 +59,17 @@ class FrameResult:
     target_landmarks: np.ndarray
 
 
+def trim_mask(mask: MaskROI, valid: np.ndarray, feather: float) -> MaskROI:
+    """The mask without the pixels whose synthesized texture is not the source's face (``valid`` 0),
+    with a feathered edge there too: those pixels keep the original frame."""
+    bad = (valid <= 0) & (mask.alpha > 0)
+    if not bool(bad.any()):
+        return mask
+    inside = (~bad).astype(np.uint8)
+    soft = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(feather, 1e-3), 0.0, 1.0)
+    return MaskROI((mask.alpha * soft).astype(np.float32), mask.box)
+
+
 class FrameComposer:
     """Replaces the mouths of the planned faces in one frame. Keeps per-face colour state, which is
     smoothed between consecutive frames and reset at cuts and jumps."""
@@ -94,7 +106,10 @@ class FrameComposer:
         mask = build_mask([lower_face_polygon(own), lower_face_polygon(target)], (h, w), feather_px(own))
         if mask.empty:
             return frame
-        synth = warp_to_box(plan.fit.bank, int(plan.path[index]), control_points(target, own), mask.box)
+        synth, valid = warp_with_validity(plan.fit.bank, int(plan.path[index]), control_points(target, own), mask.box)
+        mask = trim_mask(mask, valid, feather_px(own))
+        if mask.empty:
+            return frame
         if plan.refiner is not None:
             synth = plan.refiner.render_box(frame, own, target, mask.box, warp=synth)
         x0, y0, x1, y1 = mask.box

@@ -176,3 +176,30 @@ def test_articulation_leaves_silence_at_rest() -> None:
     sig = TrackSignals(np.zeros((n, 4), np.float32), speech, _syllables(n), 25.0)
     codes = target_codes(fit, sig, fps=25.0)
     assert np.allclose(codes[130:], fit.shape.rest)
+
+
+def test_texture_from_outside_the_source_face_is_not_composited() -> None:
+    from engine.lipsync.synth import warp_with_validity
+    from engine.pipeline.session import trim_mask
+
+    lms, _, fit, _ = _speaker()
+    own = lms[0]
+    mask = build_mask([lower_face_polygon(own)], (320, 320), feather_px(own))
+    # The source's own geometry: every changed pixel reads the source's face.
+    _, valid = warp_with_validity(fit.bank, 0, control_points(own, own), mask.box)
+    assert valid[mask.alpha > 0].mean() > 0.99
+    assert trim_mask(mask, valid, feather_px(own)).alpha.sum() >= 0.99 * mask.alpha.sum()
+    # A source whose texture does not reach down to the chin (a crop cut short, as where the warp
+    # of a very different head turn reads beyond what was stored): those pixels are dropped.
+    import dataclasses
+
+    short = [np.asarray(c) for c in fit.bank.crops]
+    short[0] = short[0][: short[0].shape[0] // 2]
+    bank = dataclasses.replace(fit.bank, crops=short)
+    _, valid = warp_with_validity(bank, 0, control_points(own, own), mask.box)
+    outside = (mask.alpha > 0) & (valid == 0)
+    assert outside.any()
+    trimmed = trim_mask(mask, valid, feather_px(own))
+    assert np.all(trimmed.alpha[outside] == 0)
+    assert np.all(trimmed.alpha <= mask.alpha)
+    assert trimmed.alpha.sum() > 0  # the upper part still changes
