@@ -139,18 +139,20 @@ def plan_path(
     code_scale: np.ndarray,
     k: int = 32,
     pose_weight: float = 0.005,
-    jump_cost: float = 0.1,
+    jump_cost: float | np.ndarray = 0.4,
     hold_cost: float = 0.1,
     target_opening: np.ndarray | None = None,
     bank_opening: np.ndarray | None = None,
     opening_weight: float = 5.0,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
-    frames, free to continue with the next source frame, paying to jump elsewhere.
+    frames, free to continue with the next source frame, paying ``jump_cost`` (one value, or one per
+    target frame: the cost of arriving there by a jump) to jump elsewhere.
 
     With ``target_opening``/``bank_opening`` the lip gap is matched explicitly as well: a source mouth
     warped far from its own opening keeps its teeth and shadows and reads as the wrong opening."""
     n = len(target_codes)
+    jumps = np.broadcast_to(np.asarray(jump_cost, np.float64), (n,))
     path = np.full(n, -1, np.int64)
     if len(bank) == 0:
         return path
@@ -182,7 +184,7 @@ def plan_path(
         for s in range(1, len(seg)):
             prev, cur = cand[s - 1], cand[s]
             step = bank.frames[cur][None, :] - bank.frames[prev][:, None]
-            trans = np.where(step == 1, 0.0, np.where(step == 0, hold_cost, jump_cost))
+            trans = np.where(step == 1, 0.0, np.where(step == 0, hold_cost, float(jumps[seg[s]])))
             total = cost[:, None] + trans
             back[s] = np.argmin(total, axis=0)
             cost = total[back[s], np.arange(k)] + unary[s]

@@ -38,10 +38,20 @@ class FacePlan:
     matching and blending; None: the retrieval warp as it is."""
 
 
+# Cost of a jump to a non-consecutive source frame in the retrieval path (in units of the matching
+# cost): during speech a jump swaps the whole mouth texture and reads as flicker.
+SPEECH_JUMP_COST = 0.4
+REST_JUMP_COST = 0.1
+
+
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     n = len(codes)
     ok, lm, pose = track.dense(n)
-    path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale,
+    # At rest (the dub's silences) the path may move freely to the best closed mouth: closed mouths
+    # look alike, so a jump there does not flicker, and carrying a speaking run on into a silence would.
+    resting = np.linalg.norm((np.asarray(codes) - fit.shape.rest) / fit.shape.scale, axis=1) < 0.05
+    jump = np.where(resting, REST_JUMP_COST, SPEECH_JUMP_COST)
+    path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale, jump_cost=jump,
                      target_opening=fit.shape.code_opening(codes), bank_opening=fit.shape.code_opening(fit.bank.codes))
     return FacePlan(track, fit, codes, path, ok & (path >= 0), lm)
 

@@ -73,6 +73,23 @@ def test_path_prefers_consecutive_source_frames() -> None:
     assert (np.diff(path) == 1).mean() > 0.8
 
 
+def test_path_jumps_only_where_jumping_is_cheap() -> None:
+    _, _, fit, _ = _speaker()
+    rng = np.random.default_rng(2)
+    # A target that asks for a different source frame every few frames.
+    target = fit.bank.codes[rng.integers(0, N, 40)]
+    pose = np.zeros((40, 3))
+    scalar = plan_path(target, pose, np.ones(40, bool), fit.bank, fit.shape.scale, jump_cost=0.4)
+    same = plan_path(target, pose, np.ones(40, bool), fit.bank, fit.shape.scale, jump_cost=np.full(40, 0.4))
+    assert np.array_equal(scalar, same)
+    cheap = np.zeros(40, bool)
+    cheap[::8] = True
+    path = plan_path(target, pose, np.ones(40, bool), fit.bank, fit.shape.scale, jump_cost=np.where(cheap, 0.0, 1e6))
+    steps = np.diff(path)
+    jumps_at = np.flatnonzero((steps != 1) & (steps != 0)) + 1
+    assert len(jumps_at) > 0 and cheap[jumps_at].all()
+
+
 def test_warp_onto_own_points_reproduces_the_source() -> None:
     lms, frames, fit, _ = _speaker()
     j = 7
