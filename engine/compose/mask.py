@@ -34,7 +34,7 @@ class MaskROI:
         return out
 
 
-def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2, chin_margin: float = 0.12) -> np.ndarray:
+def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2, chin_margin: float = 0.2) -> np.ndarray:
     """Polygon (K, 2) of the region that may change: under the nose, down to the jaw line.
 
     The sides are pulled ``side_margin`` of the way in towards the mouth (along the eye line), away

@@ -230,7 +230,7 @@ def warp_with_validity(
     crop = np.asarray(bank.crops[j])
     ch, cw = crop.shape[:2]
     face = np.zeros((ch, cw), np.uint8)
-    poly = lower_face_polygon(np.asarray(bank.landmarks[j], np.float64), side_margin=0.1, chin_margin=0.25)
+    poly = lower_face_polygon(np.asarray(bank.landmarks[j], np.float64), side_margin=0.1, chin_margin=0.35)
     poly = np.round((poly - bank.origins[j]) * 4).astype(np.int32)
     cv2.fillPoly(face, [poly], 255, lineType=cv2.LINE_8, shift=2)
     # Read the face map with a zero border: outside the crop is invalid as well.
