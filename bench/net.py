@@ -227,9 +227,8 @@ def evaluate(video: Path, analysis: object, ckpt: Path, out_dir: Path, device: s
 def pipeline_eval(clip_path: Path, ckpt: Path, dub: Path, out_dir: Path, device: str) -> list[dict[str, object]]:
     """The lip-sync engine's own evaluation (self-reconstruction on the held-out 30% from the audio, and
     a dubbed render), once with the retrieval renderer and once with the network refining each
-    retrieval warp (the ``--engine net`` hook, patched in here). Same fit, same target codes, same
-    measures; the speaker-library prior is left out for both."""
-    import engine.pipeline.session as session
+    retrieval warp (the ``--engine net`` hook; the network trained once on the first 70%). Same fit,
+    same target codes, same measures; the speaker-library prior is left out for both."""
     from engine.pipeline import evaluate as ev
     from engine.regen import NetRenderer
 
@@ -237,34 +236,21 @@ def pipeline_eval(clip_path: Path, ckpt: Path, dub: Path, out_dir: Path, device:
     if clip is None:
         return []
     net = NetRenderer(ckpt, device=device)
-    original_warp = session.warp_to_box
-    original_face = session.FrameComposer._face
+
+    class TrainedNet:
+        """The eval's ``net`` choice with the checkpoint trained above (the FrameComposer's refiner
+        hook refines each retrieval warp with it)."""
+
+        def refiner(self, clip: object, stop: int | None, cancel: object) -> NetRenderer:
+            return net
+
     rows: list[dict[str, object]] = []
     for engine_name in ("retrieval", "net"):
         sub = out_dir / engine_name
         sub.mkdir(parents=True, exist_ok=True)
-        if engine_name == "net":
-
-            def face_with_net(self, plan, index, frame, details):  # type: ignore[no-untyped-def]
-                own = plan.landmarks[index]
-                target = plan.fit.shape.apply_to_frame(own, plan.codes[index])
-
-                def refined(bank, j, dst, box):  # type: ignore[no-untyped-def]
-                    return net.render_box(frame, own, target, box, warp=original_warp(bank, j, dst, box))
-
-                session.warp_to_box = refined  # type: ignore[assignment]
-                try:
-                    return original_face(self, plan, index, frame, details)
-                finally:
-                    session.warp_to_box = original_warp
-
-            session.FrameComposer._face = face_with_net  # type: ignore[method-assign]
-        try:
-            row = ev.self_reconstruction(clip, None, sub, None)
-            row.update(ev.dubbed(clip, dub, None, sub, None))
-        finally:
-            if engine_name == "net":
-                session.FrameComposer._face = original_face  # type: ignore[method-assign]
+        choice = TrainedNet() if engine_name == "net" else None
+        row = ev.self_reconstruction(clip, None, sub, None, choice)  # type: ignore[arg-type]
+        row.update(ev.dubbed(clip, dub, None, sub, None, choice))  # type: ignore[arg-type]
         row["clip"] = f"{clip.name} [{engine_name}]"
         rows.append(row)
     return rows
