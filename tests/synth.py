@@ -254,3 +254,14 @@ def make_unknown_codec_video(path: str | Path) -> Path:
         data = data.replace(tag, b"QQQQ")
     path.write_bytes(data)
     return path
+
+
+def write_unknown_codec_wav(path: Path) -> Path:
+    """A well-formed WAV whose format tag (0x7A7A) names no codec FFmpeg knows."""
+    import struct
+
+    data = b"\x00\x01" * 8000
+    fmt = struct.pack("<HHIIHH", 0x7A7A, 1, 16000, 32000, 2, 16)
+    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    return path

@@ -12,6 +12,7 @@ import pytest
 
 from engine.audio.tracks import ENGINE_RATE, downmix_to_mono, load_track
 from engine.errors import MediaError
+from tests import synth
 from tests.audio.make_media import write_audio
 from tests.audio.signals import bursts
 
@@ -127,12 +128,7 @@ def test_video_without_audio(tmp_path: Path) -> None:
 
 
 def test_unknown_codec(tmp_path: Path) -> None:
-    # A well-formed WAV whose format tag (0x7A7A) names no codec FFmpeg knows.
-    data = b"\x00\x01" * 8000
-    fmt = struct.pack("<HHIIHH", 0x7A7A, 1, 16000, 32000, 2, 16)
-    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
-    path = tmp_path / "strange.wav"
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    path = synth.write_unknown_codec_wav(tmp_path / "strange.wav")
     _expect_media_error(path, "codec|cannot be read|not a media file")
 
 

@@ -131,13 +131,7 @@ def test_real_dub_tracks(shared_media: Path) -> None:
 
 def test_unknown_audio_codec_names_the_file(tmp_path: Path) -> None:
     """A well-formed WAV whose format tag names no codec FFmpeg knows: a MediaError, not a crash."""
-    import struct
-
-    data = b"\x00\x01" * 8000
-    fmt = struct.pack("<HHIIHH", 0x7A7A, 1, 16000, 32000, 2, 16)
-    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
-    path = tmp_path / "strange codec.wav"
-    path.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    path = synth.write_unknown_codec_wav(tmp_path / "strange codec.wav")
     with pytest.raises(MediaError) as info:
         decode_audio(path)
     assert "strange codec.wav" in str(info.value)
