@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -233,24 +232,23 @@ def warp_with_validity(
     poly = lower_face_polygon(np.asarray(bank.landmarks[j], np.float64), side_margin=0.1, chin_margin=0.35)
     poly = np.round((poly - bank.origins[j]) * 4).astype(np.int32)
     cv2.fillPoly(face, [poly], 255, lineType=cv2.LINE_8, shift=2)
-    # Read the face map with a zero border: outside the crop is invalid as well.
-    warped, valid = piecewise_affine(crop, src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback, also=face)
+    map_x, map_y = piecewise_affine_maps(src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback)
+    warped = cv2.remap(crop, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # The face map read with a zero border: outside the crop is invalid as well.
+    valid = cv2.remap(face, map_x, map_y, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return warped, (valid > 127).astype(np.float32)
 
 
-def piecewise_affine(
-    image: np.ndarray,
+def piecewise_affine_maps(
     src: np.ndarray,
     dst: np.ndarray,
     triangles: np.ndarray,
     out_shape: tuple[int, int],
     uncovered: np.ndarray | None = None,
-    also: np.ndarray | None = None,
-) -> Any:
-    """Warp ``image`` so each triangle of points ``src`` lands on the same triangle of ``dst``
-    (output of ``out_shape`` (h, w)). ``uncovered``: the 2x3 destination->source affine for pixels no
-    triangle covers (None: identity). ``also``: a second single-channel image warped the same way
-    (nearest, zero outside), returned with the first as a pair."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap`` maps (map_x, map_y) that take each triangle of points ``dst`` to the same triangle
+    of ``src``, for an output of ``out_shape`` (h, w). ``uncovered``: the 2x3 destination->source
+    affine for pixels no triangle covers (None: identity)."""
     h, w = out_shape
     labels = np.zeros((h, w), np.int32)
     # Affine per triangle mapping destination (x, y, 1) to source (x, y); index 0 is the uncovered one.
@@ -267,11 +265,22 @@ def piecewise_affine(
     m = mats[labels].astype(np.float32)
     map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
     map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
-    out = cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if also is None:
-        return out
-    extra = cv2.remap(also, map_x, map_y, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out, extra
+    return map_x, map_y
+
+
+def piecewise_affine(
+    image: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    triangles: np.ndarray,
+    out_shape: tuple[int, int],
+    uncovered: np.ndarray | None = None,
+) -> np.ndarray:
+    """Warp ``image`` so each triangle of points ``src`` lands on the same triangle of ``dst``
+    (output of ``out_shape`` (h, w)); ``uncovered`` as in :func:`piecewise_affine_maps`."""
+    map_x, map_y = piecewise_affine_maps(src, dst, triangles, out_shape, uncovered)
+    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
 
 def feather_px(landmarks: np.ndarray) -> float:
     """Feather width for a face: a tenth of the inter-ocular distance, at least 2 px."""

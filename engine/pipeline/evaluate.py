@@ -372,7 +372,7 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
                                                  refiner)
     (out_dir / f".{clip.name}_bank_dub.npy").unlink(missing_ok=True)
     _sheet(pairs, out_dir / f"{clip.name}_dub.png")
-    _, real, _ = clip.track.dense(n)
+    ok_face, real, _ = clip.track.dense(n)
     op_render = np.where(_valid_rows(rendered), mouth_opening(np.nan_to_num(rendered)), np.nan)
     op_real = np.where(_valid_rows(real), mouth_opening(np.nan_to_num(real)), np.nan)
     own = sync_meter(op_real, clip.signals.energy_db, clip.fps)
@@ -392,8 +392,6 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
     close_r = _closures_per_s(op_render, dub.speech, rest_level, clip.fps)
     close_o = _closures_per_s(op_real, clip.signals.speech, rest_level, clip.fps)
     sil = _silence_runs(dub.speech, clip.fps) & np.isfinite(op_render)
-    _, _, _ = clip.track.dense(n)
-    ok_face = clip.track.dense(n)[0]
     sil &= ok_face
     rest_rate = float(np.mean(op_render[sil] <= rest_level)) if sil.any() else np.nan
     both = _valid_rows(rendered) & _valid_rows(real)
