@@ -294,7 +294,10 @@ def fit_speaker(
     reporter = ProgressReporter(progress, "texture", len(frames))
     with VideoReader(video_path, pixel_format="bgr24") as reader:
         h, w = reader.shape[:2]
-        writer = BankWriter(frames, codes, pose[frames], lm[frames], (h, w), bank_path)
+        # The texture is placed by the landmarks of its own frame (unsmoothed), and its code says
+        # what that texture shows.
+        raw = track.dense_raw(n)[frames]
+        writer = BankWriter(frames, shape.encode_landmarks(raw), pose[frames], raw, (h, w), bank_path)
         done = 0
         first, last = int(frames[0]), int(frames[-1]) + 1
         for i, img in reader.iter_frames(first, last):

@@ -20,6 +20,9 @@ class FaceTrack:
     pose: np.ndarray  # (M, 3) yaw, pitch, roll (degrees)
     usable: np.ndarray  # (M,) bool
     cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # frames that start a shot
+    # The landmark model's unsmoothed output (M, 468, 2), or None: where the pixels of that very frame
+    # are (``landmarks`` is smoothed over time and trails fast lip and head motion by a few pixels).
+    raw: np.ndarray | None = None
     _pos: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -27,6 +30,8 @@ class FaceTrack:
         self.landmarks = np.asarray(self.landmarks, np.float64)[..., :2]
         self.pose = np.asarray(self.pose, np.float64).reshape(len(self.frames), -1)[:, :3]
         self.usable = np.asarray(self.usable, bool)
+        if self.raw is not None:
+            self.raw = np.asarray(self.raw, np.float64)[..., :2]
         self._pos = {int(f): i for i, f in enumerate(self.frames)}
 
     def __len__(self) -> int:
@@ -37,7 +42,8 @@ class FaceTrack:
 
     def subset(self, keep: np.ndarray) -> FaceTrack:
         k = np.asarray(keep, bool)
-        return FaceTrack(self.identity, self.frames[k], self.landmarks[k], self.pose[k], self.usable[k], self.cuts)
+        raw = None if self.raw is None else self.raw[k]
+        return FaceTrack(self.identity, self.frames[k], self.landmarks[k], self.pose[k], self.usable[k], self.cuts, raw)
 
     def dense(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose)."""
@@ -50,6 +56,15 @@ class FaceTrack:
         lm[f] = self.landmarks[inside]
         pose[f] = self.pose[inside]
         return ok, lm, pose
+
+    def dense_raw(self, n_frames: int) -> np.ndarray:
+        """Per video frame the unsmoothed landmarks (n, 468, 2), NaN where absent; the smoothed ones
+        where the track has no raw ones."""
+        src = self.landmarks if self.raw is None else self.raw
+        lm = np.full((n_frames, 468, 2), np.nan)
+        inside = self.frames < n_frames
+        lm[self.frames[inside]] = src[inside]
+        return lm
 
 
 def tracks_from_analysis(analysis: object) -> list[FaceTrack]:
