@@ -34,6 +34,8 @@ WARP_INDEX = np.asarray(WARP_POINTS, np.int64)
 # wider than the compose mask; it is taken from the frames' own, unmoved landmarks.
 RING_SOURCES = np.asarray(JAW + UNDER_NOSE, np.int64)
 RING_FACTOR = 1.35
+# A jump back by at most this many source frames is a swing, not a cut to other material (plan_path).
+BACK_STEP_FRAMES = 4
 
 
 def ring_points(landmarks: np.ndarray) -> np.ndarray:
@@ -183,7 +185,13 @@ def plan_path(
         for s in range(1, len(seg)):
             prev, cur = cand[s - 1], cand[s]
             step = bank.frames[cur][None, :] - bank.frames[prev][:, None]
-            trans = np.where(step == 1, 0.0, np.where(step == 0, hold_cost, float(jumps[seg[s]])))
+            # A short step back costs two holds on top of the jump: otherwise swinging between two
+            # neighbouring source frames (one free step forward, one jump back) is cheaper than holding
+            # one, and shows as a flicker.
+            jump = float(jumps[seg[s]])
+            trans = np.where(step == 1, 0.0, np.where(step == 0, hold_cost,
+                                                      np.where((step < 0) & (step >= -BACK_STEP_FRAMES),
+                                                               jump + 2 * hold_cost, jump)))
             total = cost[:, None] + trans
             back[s] = np.argmin(total, axis=0)
             cost = total[back[s], np.arange(k)] + unary[s]

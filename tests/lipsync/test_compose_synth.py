@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.compose import ColourMatcher, blend_into, build_mask, lower_face_polygon
+from engine.lipsync import synth
 from engine.lipsync.geometry import mouth_opening
 from engine.lipsync.model import SpeakerModel
 from engine.lipsync.shape import fit_shape_model
@@ -71,6 +73,21 @@ def test_path_prefers_consecutive_source_frames() -> None:
     target = fit.bank.codes[10:40]
     path = plan_path(target, np.zeros((30, 3)), np.ones(30, bool), fit.bank, fit.shape.scale)
     assert (np.diff(path) == 1).mean() > 0.8
+
+
+def test_path_holds_rather_than_swinging_between_neighbouring_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, _, fit, _ = _speaker()
+    # A still target halfway between two consecutive source frames, with jumps as cheap as a hold:
+    # stepping forward is free, so swinging 20, 21, 20, 21... would be the cheapest path if a short
+    # step back cost only a jump.
+    target = np.repeat(((fit.bank.codes[20] + fit.bank.codes[21]) / 2)[None], 30, 0)
+    args = (target, np.zeros((30, 3)), np.ones(30, bool), fit.bank, fit.shape.scale)
+    monkeypatch.setattr(synth, "BACK_STEP_FRAMES", 0)
+    swinging = np.diff(plan_path(*args, jump_cost=0.1, hold_cost=0.1))
+    assert ((swinging < 0) & (swinging >= -4)).sum() > 5
+    monkeypatch.undo()
+    steps = np.diff(plan_path(*args, jump_cost=0.1, hold_cost=0.1))
+    assert not ((steps < 0) & (steps >= -synth.BACK_STEP_FRAMES)).any()
 
 
 def test_path_jumps_only_where_jumping_is_cheap() -> None:
