@@ -166,7 +166,7 @@ def active_speaker(tracks: list[FaceTrack], energy_db: np.ndarray, speech: np.nd
     for k, i in enumerate(ids):
         op = opening[i]
         shifted = np.full(n, np.nan)
-        shifted[: n - lag] = op[lag:]  # mouth leads: compare opening at t with energy at t + lag
+        shifted[lag:] = op[: n - lag]  # mouth leads: the opening at t - lag against the energy at t
         for f in np.flatnonzero(speech & (count > 1) & present[i]):
             lo, hi = max(0, f - half), min(n, f + half + 1)
             a, b = shifted[lo:hi], e[lo:hi]
