@@ -237,3 +237,39 @@ def test_texture_from_outside_the_source_face_is_not_composited() -> None:
     assert np.all(trimmed.alpha[outside] == 0)
     assert np.all(trimmed.alpha <= mask.alpha)
     assert trimmed.alpha.sum() > 0  # the upper part still changes
+
+
+def test_two_faces_in_one_frame_each_get_their_own_mouth_and_nothing_else_changes() -> None:
+    hw = (320, 640)
+    opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(N) / 4.0))
+    left = np.stack([face_landmarks(o, cx=160.0, seed=i % 3) for i, o in enumerate(opening)])
+    right = np.stack([face_landmarks(o, cx=480.0, seed=i % 3) for i, o in enumerate(opening[::-1])])
+    frames = []
+    for i in range(N):
+        a, b = face_frame(left[i], hw, seed=i), face_frame(right[i], hw, seed=1000 + i)
+        frames.append(np.concatenate([a[:, :320], b[:, 320:]], 1))
+    plans = []
+    for name, lms in (("left", left), ("right", right)):
+        shape = fit_shape_model(lms, 5)
+        codes = shape.encode_landmarks(lms)
+        writer = BankWriter(np.arange(N), codes, np.zeros((N, 3)), lms, hw)
+        for i in range(N):
+            writer.add(i, frames[i])
+        fit = SpeakerFit(name, shape, SpeakerModel(shape.scale, None, None, None, None, "speaker"), writer.finish(),
+                         opening, np.arange(N), np.arange(N))
+        track = FaceTrack(name, np.arange(N), lms, np.zeros((N, 3)), np.ones(N, bool))
+        wide = np.repeat(codes[np.argmax(mouth_opening(lms))][None], N, 0)
+        plans.append(plan_face(track, fit, wide))
+    composer = FrameComposer(plans)
+    for i in (0, 12, 25):  # frames where at least one original mouth is nearly closed
+        details: list = []
+        out = composer(i, frames[i], details)
+        assert sorted(d.identity for d in details) == ["left", "right"]
+        inside = np.zeros(hw, bool)
+        for d in details:
+            inside |= d.mask.full(*hw) > 0
+        assert np.array_equal(out[~inside], frames[i][~inside])
+        for d, lms in zip(sorted(details, key=lambda d: d.identity), (left, right), strict=True):
+            x0, y0, x1, y1 = d.mask.box
+            if mouth_opening(lms[i]) < 0.1:
+                assert not np.array_equal(out[y0:y1, x0:x1], frames[i][y0:y1, x0:x1])
