@@ -34,6 +34,10 @@ WARP_INDEX = np.asarray(WARP_POINTS, np.int64)
 # wider than the compose mask; it is taken from the frames' own, unmoved landmarks.
 RING_SOURCES = np.asarray(JAW + UNDER_NOSE, np.int64)
 RING_FACTOR = 1.35
+# Head-pose difference (degrees of yaw or pitch) between a target and its source beyond which the
+# path pays POSE_GAP_WEIGHT per squared degree (plan_path).
+MAX_POSE_GAP = 10.0
+POSE_GAP_WEIGHT = 0.1
 # A jump back by at most this many source frames is a swing, not a cut to other material (plan_path).
 BACK_STEP_FRAMES = 4
 
@@ -145,6 +149,7 @@ def plan_path(
     target_opening: np.ndarray | None = None,
     bank_opening: np.ndarray | None = None,
     opening_weight: float = 5.0,
+    max_pose_gap: float = MAX_POSE_GAP,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
     frames, free to continue with the next source frame, paying ``jump_cost`` (one value, or one per
@@ -174,7 +179,11 @@ def plan_path(
             end += 1
         seg = np.arange(t, end)
         d = ((tgt_c[seg, None, :] - bank_c[None]) ** 2).sum(-1) / len(w)
-        d += pose_weight * ((tgt_p[seg, None, :] - bank_p[None]) ** 2).sum(-1)
+        gap = np.abs(tgt_p[seg, None, :] - bank_p[None])
+        d += pose_weight * (gap**2).sum(-1)
+        # Beyond ``max_pose_gap`` degrees of turn or tilt a warped mouth no longer fits the face (a
+        # cheek folds, the lips skew): such sources are all but ruled out.
+        d += POSE_GAP_WEIGHT * (np.maximum(gap - max_pose_gap, 0.0) ** 2).sum(-1)
         if target_opening is not None and bank_opening is not None:
             spread = float(np.std(bank_opening)) + 1e-6
             d += opening_weight * ((target_opening[seg, None] - bank_opening[None]) / spread) ** 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,19 @@ def test_path_holds_rather_than_swinging_between_neighbouring_frames(monkeypatch
     monkeypatch.undo()
     steps = np.diff(plan_path(*args, jump_cost=0.1, hold_cost=0.1))
     assert not ((steps < 0) & (steps >= -synth.BACK_STEP_FRAMES)).any()
+
+
+def test_path_avoids_sources_turned_far_from_the_target() -> None:
+    _, _, fit, _ = _speaker()
+    pose = np.zeros((N, 3))
+    pose[5:16, 0] = 25.0  # the best-matching mouths were filmed with the head turned 25 degrees
+    bank = dataclasses.replace(fit.bank, pose=pose)
+    target = np.repeat(fit.bank.codes[10][None], 20, 0)
+    args = (target, np.zeros((20, 3)), np.ones(20, bool), bank, fit.shape.scale)
+    unlimited = plan_path(*args, pose_weight=0.0, max_pose_gap=np.inf)
+    assert (pose[unlimited, 0] > 10).mean() > 0.5
+    limited = plan_path(*args, pose_weight=0.0)
+    assert (pose[limited, 0] == 0).all()
 
 
 def test_path_jumps_only_where_jumping_is_cheap() -> None:
