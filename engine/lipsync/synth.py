@@ -197,10 +197,10 @@ def plan_path(
             # A short step back costs two holds on top of the jump: otherwise swinging between two
             # neighbouring source frames (one free step forward, one jump back) is cheaper than holding
             # one, and shows as a flicker.
-            jump = float(jumps[seg[s]])
-            trans = np.where(step == 1, 0.0, np.where(step == 0, hold_cost,
-                                                      np.where((step < 0) & (step >= -BACK_STEP_FRAMES),
-                                                               jump + 2 * hold_cost, jump)))
+            trans = np.full(step.shape, float(jumps[seg[s]]))
+            trans[(step < 0) & (step >= -BACK_STEP_FRAMES)] += 2 * hold_cost
+            trans[step == 0] = hold_cost
+            trans[step == 1] = 0.0
             total = cost[:, None] + trans
             back[s] = np.argmin(total, axis=0)
             cost = total[back[s], np.arange(k)] + unary[s]

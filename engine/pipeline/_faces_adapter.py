@@ -18,10 +18,8 @@ def convert(analysis: object) -> list[FaceTrack]:
         flags = np.asarray(ident.flags)
         lm = np.asarray(ident.landmarks, np.float64)
         usable = (flags == 0) & np.isfinite(lm).all(axis=(1, 2))
-        raw = getattr(ident, "landmarks_raw", None)
-        if raw is not None:
-            raw = np.asarray(raw, np.float64)
-            if raw.shape[:2] != lm.shape[:2] or not np.isfinite(raw).all():
-                raw = None
-        out.append(FaceTrack(str(ident.id), np.asarray(ident.frames), lm, np.asarray(ident.pose), usable, cuts, raw))
+        raw = np.asarray(ident.landmarks_raw, np.float64)
+        raw_ok = raw.shape[:2] == lm.shape[:2] and bool(np.isfinite(raw).all())
+        out.append(FaceTrack(str(ident.id), np.asarray(ident.frames), lm, np.asarray(ident.pose), usable, cuts,
+                             raw if raw_ok else None))
     return out

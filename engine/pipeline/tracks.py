@@ -48,22 +48,22 @@ class FaceTrack:
     def dense(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose)."""
         ok = np.zeros(n_frames, bool)
-        lm = np.full((n_frames, 468, 2), np.nan)
         pose = np.zeros((n_frames, 3))
         inside = self.frames < n_frames
         f = self.frames[inside]
         ok[f] = self.usable[inside]
-        lm[f] = self.landmarks[inside]
         pose[f] = self.pose[inside]
-        return ok, lm, pose
+        return ok, self._spread(self.landmarks, n_frames), pose
 
     def dense_raw(self, n_frames: int) -> np.ndarray:
         """Per video frame the unsmoothed landmarks (n, 468, 2), NaN where absent; the smoothed ones
         where the track has no raw ones."""
-        src = self.landmarks if self.raw is None else self.raw
+        return self._spread(self.landmarks if self.raw is None else self.raw, n_frames)
+
+    def _spread(self, landmarks: np.ndarray, n_frames: int) -> np.ndarray:
         lm = np.full((n_frames, 468, 2), np.nan)
         inside = self.frames < n_frames
-        lm[self.frames[inside]] = src[inside]
+        lm[self.frames[inside]] = landmarks[inside]
         return lm
 
 
