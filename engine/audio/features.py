@@ -1,8 +1,9 @@
 """Audio features for the lip-sync engine, all on a track's own clock and sampled at video frame times.
 
-- :func:`whisper_features`: Whisper-base encoder output, 512-d at 50 Hz (vector ``i`` describes the
-  audio around ``i / 50`` s), for a whole track, in 30 s windows that overlap by 2 s so that no frame
-  sits at a window edge without context. Cached on disk per track content.
+- :func:`whisper_features`: Whisper-base encoder features, 512-d at 50 Hz (vector ``i`` describes the
+  audio around ``i / 50`` s): the mean of the middle encoder blocks (:mod:`engine.audio.encoder` says
+  which and why), for a whole track, in 30 s windows that overlap by 2 s so that no frame sits at a
+  window edge without context. Cached on disk per track content.
 - :func:`features_at_frames`: those vectors at each video frame's time (from the frame-time table, so
   29.97 fps and VFR stay in sync), with a window of context around each frame, linearly interpolated.
 - :func:`log_mel_frames` / :func:`logmel_at_frames`: Whisper's log-mel at 100 Hz, the same way.
@@ -34,12 +35,15 @@ FEATURE_DIM = 512
 _ENC_PER_WINDOW = WINDOW_FRAMES // 2  # 1500 encoder frames per 30 s window
 _MARGIN = 50  # encoder frames (1 s) dropped at inner window edges
 _STRIDE = _ENC_PER_WINDOW - 2 * _MARGIN  # 28 s between window starts
-_CACHE_VERSION = "whisper-base-int8-v1"
+# Names what the vectors are: a cache entry, or a speaker-library entry built from them, made with
+# other features is not used.
+FEATURES_VERSION = "whisper-base-blocks2-4-v1"
+_CACHE_VERSION = FEATURES_VERSION
 
 
 @dataclass(frozen=True)
 class WhisperFeatures:
-    """Whisper-base encoder output for one track.
+    """Whisper-base encoder features for one track.
 
     ``vectors``: float32 (n, 512); ``vectors[i]`` describes the audio around ``i / rate_hz`` seconds of
     the track (track time 0 = first sample). ``silence``: float32 (512,), the encoder's mean output on
@@ -86,13 +90,19 @@ def _mel_for_encoder(audio16k: np.ndarray) -> tuple[np.ndarray, float]:
     return whisper_scale(raw, max_value=max(top, -10.0)), pad_value
 
 
-def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None,
+def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None, device: str,
                     progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[np.ndarray, np.ndarray]:
-    import ctranslate2
+    import torch
 
-    from engine.audio.whisper_model import load_whisper
+    from engine.audio.encoder import FEATURE_BLOCKS, load_encoder
+    from engine.audio.whisper_model import default_threads
 
-    model = load_whisper(threads)
+    encoder = load_encoder(device)
+    if encoder.device.type == "cpu":
+        # Capped like every torch stage (engine.runtime.compute): decoding and the GUI keep a core.
+        n = threads or default_threads()
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
     n_enc = (mel.shape[1] + 1) // 2
     out = np.empty((n_enc, FEATURE_DIM), dtype=np.float32)
     positions = np.empty(n_enc, dtype=np.int16)
@@ -105,7 +115,7 @@ def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None,
         window = np.full((1, mel.shape[0], WINDOW_FRAMES), pad_value, dtype=np.float32)
         seg = mel[:, 2 * s : 2 * s + WINDOW_FRAMES]
         window[0, :, : seg.shape[1]] = seg
-        enc = np.asarray(model.encode(ctranslate2.StorageView.from_array(window), to_cpu=True))[0]
+        enc = encoder.hidden_states(window, FEATURE_BLOCKS)[0]
         keep_from = 0 if w == 0 else _MARGIN
         keep_to = _ENC_PER_WINDOW if w == len(starts) - 1 else _ENC_PER_WINDOW - _MARGIN
         keep_to = min(keep_to, n_enc - s)
@@ -116,27 +126,28 @@ def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None,
     return out, positions
 
 
-def silence_encoding(threads: int | None = None) -> np.ndarray:
+def silence_encoding(threads: int | None = None, device: str = "auto") -> np.ndarray:
     """The encoder's output for a 30 s window of digital silence: (1500, 512), cached on disk."""
     key = cache.content_key(np.zeros(1, np.float32), SAMPLE_RATE, _CACHE_VERSION, "silence-window")
     hit = cache.load("whisper", key)
     if hit is not None and "encoding" in hit:
         return hit["encoding"]
     mel = np.full((80, WINDOW_FRAMES), (-10.0 + 4.0) / 4.0, dtype=np.float32)
-    enc, _ = _encode_windows(mel, (-10.0 + 4.0) / 4.0, threads, None, None)
+    enc, _ = _encode_windows(mel, (-10.0 + 4.0) / 4.0, threads, device, None, None)
     cache.store("whisper", key, encoding=enc)
     return enc
 
 
-def silence_vector(threads: int | None = None) -> np.ndarray:
+def silence_vector(threads: int | None = None, device: str = "auto") -> np.ndarray:
     """The encoder's mean output over a 30 s window of digital silence: (512,)."""
-    return silence_encoding(threads).mean(axis=0).astype(np.float32)
+    return silence_encoding(threads, device).mean(axis=0).astype(np.float32)
 
 
 def whisper_features(
     audio16k: np.ndarray,
     *,
     threads: int | None = None,
+    device: str = "auto",
     use_cache: bool = True,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
@@ -152,13 +163,13 @@ def whisper_features(
         hit = cache.load("whisper", key)
         if hit is not None and {"vectors", "silence", "positions"} <= hit.keys():
             return WhisperFeatures(hit["vectors"], hit["silence"], duration, FEATURE_RATE_HZ, hit["positions"])
-    silence = silence_vector(threads)
+    silence = silence_vector(threads, device)
     if len(x) < HOP:
         vectors = np.zeros((0, FEATURE_DIM), dtype=np.float32)
         positions = np.zeros(0, dtype=np.int16)
     else:
         mel, pad_value = _mel_for_encoder(x)
-        vectors, positions = _encode_windows(mel, pad_value, threads, progress, cancel)
+        vectors, positions = _encode_windows(mel, pad_value, threads, device, progress, cancel)
     if use_cache:
         cache.store("whisper", key, vectors=vectors, silence=silence, positions=positions)
     return WhisperFeatures(vectors, silence, duration, FEATURE_RATE_HZ, positions)

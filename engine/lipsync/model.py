@@ -3,8 +3,8 @@
 Input: Whisper-base encoder vectors (512-d, 50 Hz) in a half-second window around each frame (the
 window is symmetric, so the model can learn that lips lead the sound), averaged into five 0.1 s
 slices and normalised per track (a dubbed voice maps into the same space as the original one).
-Regression: ridge in its dual (kernel) form, the penalty chosen by blocked cross-validation inside
-the training frames. Optional prior: a model of the speaker-normalised opening learned from other
+Regression: ridge (in its dual or primal form, whichever is smaller), the penalty chosen by blocked
+cross-validation inside the training frames. Optional prior: a model of the speaker-normalised opening learned from other
 speakers the user processed (the speaker library); the speaker's own model then fits what the prior
 leaves unexplained. With too little speech there is a language-neutral fallback: the 1.8-4.5 kHz band
 energy drives the opening, scaled to the speaker's observed range.
@@ -46,61 +46,84 @@ def pool_window(windows: np.ndarray, norm: TrackNorm, slices: int = SLICES) -> n
 
 
 @dataclass
-class KernelRidge:
-    """Linear ridge regression in dual form (cheap when rows << features)."""
+class Ridge:
+    """Linear ridge regression: ``(x - x_mean) @ weights + y_mean``."""
 
-    x: np.ndarray
-    alpha: np.ndarray
-    y_mean: np.ndarray
-    x_mean: np.ndarray
-    lam: float
+    weights: np.ndarray  # (D, C)
+    x_mean: np.ndarray  # (D,)
+    y_mean: np.ndarray  # (C,)
+    lam: float  # the penalty chosen, relative to the mean squared norm of the centred rows
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, np.float64) - self.x_mean) @ (self.x.T @ self.alpha) + self.y_mean
+        return (np.asarray(x, np.float64) - self.x_mean) @ self.weights + self.y_mean
 
 
 def _blocks(n: int, folds: int) -> list[np.ndarray]:
     return [b for b in np.array_split(np.arange(n), folds) if len(b)]
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int = 5) -> KernelRidge:
-    """Ridge with its penalty chosen by contiguous-block cross-validation on (x, y)."""
+def _solve_paths(x: np.ndarray, y: np.ndarray, gram: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centred training rows ``x`` (n, D) and targets ``y`` (n, C) -> (evals, basis, proj) such that
+    the ridge weights for penalty ``p`` are ``basis @ (proj / (evals + p)[:, None])``.
+
+    Dual form (n <= D: eigen-decomposition of the n x n kernel) or primal form (``gram`` = x.T @ x
+    given: the D x D Gram matrix), whichever is smaller, so the cost grows linearly with the rows."""
+    if gram is None:
+        evals, evecs = np.linalg.eigh(x @ x.T)
+        return evals, x.T @ evecs, evecs.T @ y
+    evals, evecs = np.linalg.eigh(gram)
+    return evals, evecs, evecs.T @ (x.T @ y)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int = 5,
+              form: str = "auto") -> Ridge:
+    """Ridge with its penalty chosen by contiguous-block cross-validation on (x, y).
+
+    Penalties are relative to the mean squared norm of the centred rows (the kernel's mean diagonal).
+    Works in the dual (kernel) form when there are fewer rows than features and in the primal form
+    otherwise: an hour of speech costs D x D memory, not rows x rows. ``form``: "auto", "dual" or
+    "primal" (the same result either way, up to rounding)."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64).reshape(len(x), -1)
-    n = len(x)
+    n, d = x.shape
     x_mean = x.mean(0)
     xc = x - x_mean
-    k_full = xc @ xc.T
-    scale = float(np.mean(np.diag(k_full))) or 1.0
-    best_lam, best_err = float(lambdas[len(lambdas) // 2]), np.inf
+    scale = float(np.mean(np.sum(xc * xc, axis=1))) if n else 1.0
+    scale = scale or 1.0
+    primal = n > d if form == "auto" else form == "primal"
+    gram = xc.T @ xc if primal else None
+    best_lam = float(lambdas[len(lambdas) // 2])
     if n >= 2 * folds:
         errs = np.zeros(len(lambdas))
         for held in _blocks(n, folds):
-            train = np.setdiff1d(np.arange(n), held)
+            train = np.ones(n, bool)
+            train[held] = False
             # Centre on the training part only, as at fit time.
-            mu = x[train].mean(0)
-            xt, xh = x[train] - mu, x[held] - mu
+            mu = xc[train].mean(0)
+            xt, xh = xc[train] - mu, xc[held] - mu
             yt_mean = y[train].mean(0)
-            kt = xt @ xt.T
-            kh = xh @ xt.T
-            evals, evecs = np.linalg.eigh(kt)
-            proj = evecs.T @ (y[train] - yt_mean)
+            g = None
+            if gram is not None:
+                raw = gram - xc[held].T @ xc[held]  # uncentred Gram of the training rows
+                g = raw - int(train.sum()) * np.outer(mu, mu)
+            evals, basis, proj = _solve_paths(xt, y[train] - yt_mean, g)
             for j, lam in enumerate(lambdas):
-                a = evecs @ (proj / (evals + lam * scale)[:, None])
-                errs[j] += float(np.sum((kh @ a + yt_mean - y[held]) ** 2))
-        best = int(np.argmin(errs))
-        best_lam, best_err = float(lambdas[best]), errs[best]
+                wts = basis @ (proj / (evals + lam * scale)[:, None])
+                errs[j] += float(np.sum((xh @ wts + yt_mean - y[held]) ** 2))
+        best_lam = float(lambdas[int(np.argmin(errs))])
     y_mean = y.mean(0)
-    alpha = np.linalg.solve(k_full + best_lam * scale * np.eye(n), y - y_mean)
-    del best_err
-    return KernelRidge(xc, alpha, y_mean, x_mean, best_lam)
+    if gram is not None:
+        weights = np.linalg.solve(gram + best_lam * scale * np.eye(d), xc.T @ (y - y_mean))
+    else:
+        weights = xc.T @ np.linalg.solve(xc @ xc.T + best_lam * scale * np.eye(n), y - y_mean)
+    return Ridge(weights, x_mean, y_mean, best_lam)
 
 
 @dataclass
 class PriorModel:
     """Speaker-normalised mouth opening (z-score) from audio, learned from other speakers."""
 
-    ridge: KernelRidge
+    ridge: Ridge
     speakers: list[str] = field(default_factory=list)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -126,7 +149,7 @@ class SpeakerModel:
     """audio design rows -> shape codes (in units of the shape model's per-component std)."""
 
     code_scale: np.ndarray
-    ridge: KernelRidge | None
+    ridge: Ridge | None
     prior: PriorModel | None
     prior_map: np.ndarray | None  # (2, C): codes ~ [prior, 1] @ prior_map
     energy_map: np.ndarray | None  # (2, C): codes ~ [energy z, 1] @ energy_map (language-neutral)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.audio.features import FEATURES_VERSION
 from engine.lipsync.geometry import mouth_opening
 from engine.lipsync.metrics import sync_meter
 from engine.lipsync.model import (
+    SLICES,
     PriorModel,
     SpeakerModel,
     TrackNorm,
@@ -184,6 +186,10 @@ def active_speaker(tracks: list[FaceTrack], energy_db: np.ndarray, speech: np.nd
 # -- the speaker library (a prior learned from the speakers the user has processed) --------------------
 
 
+# What a library entry's design rows are; entries made with other features or windows are skipped.
+LIBRARY_FORMAT = f"{FEATURES_VERSION}|context {CONTEXT_S}|slices {SLICES}"
+
+
 def library_dir() -> Path:
     return cache_dir("speakers")
 
@@ -201,7 +207,7 @@ def save_to_library(key: str, design: np.ndarray, opening: np.ndarray, directory
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.npz"
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, x=design.astype(np.float16), y=z.astype(np.float32))
+    np.savez(tmp, x=design.astype(np.float16), y=z.astype(np.float32), format=np.array(LIBRARY_FORMAT))
     tmp.replace(path)
 
 
@@ -209,18 +215,23 @@ def load_prior(
     exclude: set[str] | frozenset[str] = frozenset(), max_speakers: int = 30, directory: Path | None = None
 ) -> PriorModel | None:
     """The prior from the speaker library, leaving out the speakers named in ``exclude``."""
-    entries = []
+    entries: list[tuple[str, np.ndarray, np.ndarray]] = []
     folder = directory or library_dir()
-    for p in sorted(folder.glob("*.npz"))[: max_speakers + len(exclude)]:
+    for p in sorted(folder.glob("*.npz")):
         key = p.name.split(".")[0]
+        if len(entries) >= max_speakers:
+            break
         if key in exclude:
             continue
         try:
             with np.load(p) as z:
+                if "format" not in z.files or str(z["format"]) != LIBRARY_FORMAT:
+                    log.debug("skipping speaker library entry %s: made with other audio features", p)
+                    continue
                 entries.append((key, z["x"].astype(np.float32), z["y"]))
         except (OSError, ValueError, KeyError) as exc:
             log.warning("skipping unreadable speaker library entry %s: %s", p, exc)
-    return fit_prior(entries[:max_speakers])
+    return fit_prior(entries)
 
 
 # -- fitting ----------------------------------------------------------------------------------------

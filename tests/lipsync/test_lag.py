@@ -90,3 +90,19 @@ def test_eval_library_leaves_the_evaluated_clip_out_of_its_prior_and_of_every_la
     assert used and all("clip2" not in names for names in used)
     # Each entry went in at its own lead, found without the evaluated clip.
     assert lib.energy_lag == {"clip0": 0, "clip1": 1, "clip2": 2, "clip3": -1}
+
+
+def test_speaker_library_skips_entries_made_with_other_audio_features(tmp_path) -> None:
+    """A library entry keeps the feature format it was made with; after a change of audio features
+    the old entries (another space) must not enter the prior."""
+    from engine.pipeline.fit import load_prior, save_to_library
+
+    rng = np.random.default_rng(6)
+    for k in range(3):
+        x = rng.normal(size=(60, 5)).astype(np.float32)
+        save_to_library(f"spk{k}", x, x[:, 0], directory=tmp_path)
+    stale = rng.normal(size=(60, 5)).astype(np.float16)
+    np.savez(tmp_path / "old.npz", x=stale, y=stale[:, 0].astype(np.float32))
+    prior = load_prior(directory=tmp_path)
+    assert prior is not None and sorted(prior.speakers) == ["spk0", "spk1", "spk2"]
+    assert sorted(load_prior(exclude={"spk1"}, directory=tmp_path).speakers) == ["spk0", "spk2"]  # type: ignore[union-attr]

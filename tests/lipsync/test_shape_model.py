@@ -132,3 +132,19 @@ def test_rest_is_a_closed_mouth_even_when_the_speaker_pauses_with_lips_apart() -
     closed = opening < 0.05
     model = fit_shape_model(lms, 5, silent=closed)
     assert model.rest_opening <= 0.05
+
+
+def test_ridge_primal_and_dual_forms_agree() -> None:
+    """Long footage fits in the primal form (D x D), short in the dual (rows x rows): same model."""
+    rng = np.random.default_rng(5)
+    for n, d in [(120, 30), (30, 120)]:
+        x = rng.standard_normal((n, d)) + 2.0
+        y = x[:, :2] @ np.array([[1.0, -0.5], [0.3, 2.0]]) + 0.5 * rng.standard_normal((n, 2))
+        dual = fit_ridge(x, y, form="dual")
+        primal = fit_ridge(x, y, form="primal")
+        assert dual.lam == primal.lam
+        assert np.allclose(dual.weights, primal.weights, atol=1e-8)
+        xc = x - x.mean(0)
+        scale = np.mean(np.sum(xc**2, axis=1))
+        closed = np.linalg.solve(xc.T @ xc + dual.lam * scale * np.eye(d), xc.T @ (y - y.mean(0)))
+        assert np.allclose(primal.weights, closed, atol=1e-8)
