@@ -5,7 +5,8 @@ to a temporary AAC (.m4a, 48 kHz stereo) file, the most common dub format. Rows:
 
 - decode: ``load_track`` (PyAV decode + resample to 16 kHz + down-mix)
 - Whisper model load (cold, once per process; joined model already in the cache)
-- Whisper features: ``whisper_features`` (log-mel + Whisper-base encoder, int8), cache off
+- Whisper features: ``whisper_features`` (log-mel + Whisper-base encoder blocks 1-4 in torch, float32),
+  cache off; the encoder's load (reading its weights from the model file) is its own row
 - VAD: ``detect_speech`` (silero-vad ONNX), cache off
 - language detection: ``detect_language`` (VAD + one 30 s window through the encoder)
 - total of decode + features + VAD + language
@@ -46,6 +47,7 @@ from engine.audio import (  # noqa: E402
     whisper_features,
     whisper_model,
 )
+from engine.audio.encoder import load_encoder  # noqa: E402
 from engine.media import decode_audio  # noqa: E402
 from engine.media.writer import write_audio  # noqa: E402
 
@@ -117,10 +119,16 @@ def main() -> int:
         dub = DubInput(track, Placement(offset_s=0.5, gain_db=-3.0))
         mix = timed(lambda: mix_output([dub], track.duration_s), args.runs)
         rows += [("decode (load_track)", "-", decode), ("VAD (silero ONNX)", "1", vad)]
+        encoder_loaded = False
         for n in [int(v) for v in args.threads.split(",") if v.strip()]:
             t = time.perf_counter()
             whisper_model.load_whisper(n)
             rows.append(("Whisper model load (cold, once)", str(n), time.perf_counter() - t))
+            if not encoder_loaded:
+                t = time.perf_counter()
+                load_encoder("cpu")
+                rows.append(("feature encoder load (torch, cold, once)", "-", time.perf_counter() - t))
+                encoder_loaded = True
             feats = timed(lambda n=n: whisper_features(x, threads=n, use_cache=False), args.runs)
             lang = timed(lambda n=n: detect_language(x, threads=n), args.runs)
             rows += [("Whisper features", str(n), feats), ("language detection", str(n), lang),

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 
 from engine.compose import ColourMatcher, MaskROI, blend_into, build_mask, lower_face_polygon
+from engine.compose.shading import match_shading
+from engine.lipsync.geometry import interocular
 from engine.lipsync.synth import control_points, feather_px, plan_path, warp_with_validity
 from engine.pipeline.fit import SpeakerFit
 from engine.pipeline.tracks import FaceTrack
@@ -82,10 +84,12 @@ def trim_mask(mask: MaskROI, valid: np.ndarray, feather: float) -> MaskROI:
 
 class FrameComposer:
     """Replaces the mouths of the planned faces in one frame. Keeps per-face colour state, which is
-    smoothed between consecutive frames and reset at cuts and jumps."""
+    smoothed between consecutive frames and reset at cuts and jumps. ``shading``: give the texture
+    the frame's own light as well (engine.compose.shading); off only to compare with and without."""
 
-    def __init__(self, plans: list[FacePlan]) -> None:
+    def __init__(self, plans: list[FacePlan], shading: bool = True) -> None:
         self.plans = plans
+        self.shading = shading
         self._colour = {p.track.identity: ColourMatcher() for p in plans}
         self._last: int | None = None
         self._cuts: set[int] = set()
@@ -124,6 +128,8 @@ class FrameComposer:
             synth = plan.refiner.render_box(frame, own, target, mask.box, warp=synth)
         x0, y0, x1, y1 = mask.box
         synth = self._colour[plan.track.identity](synth, frame[y0:y1, x0:x1], mask)
+        if self.shading:
+            synth = match_shading(synth, frame[y0:y1, x0:x1], mask.box, own, target, float(interocular(own)), valid)
         if details is not None:
             details.append(FrameResult(plan.track.identity, mask, target))
         return blend_into(frame, synth, mask)
