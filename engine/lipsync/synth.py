@@ -10,6 +10,7 @@ resolution.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,15 @@ class BankWriter:
         h, w = int(min(h, frame_hw[0])), int(min(w, frame_hw[1]))
         self.size = (w, h)
         shape = (len(self.frames), h, w, 3)
+        # On disk, the bank is written under a temporary name and renamed when complete: a reader of
+        # an earlier bank at ``path`` (a preview's memory map) keeps its file, and a cancelled fit
+        # leaves no half-written bank behind.
+        self.path = path
+        self._tmp: Path | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.crops: np.ndarray = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+            self._tmp = path.with_name(f"{path.stem}.{os.getpid()}.{id(self)}.tmp.npy")
+            self.crops: np.ndarray = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np.uint8, shape=shape)
         else:
             self.crops = np.zeros(shape, np.uint8)
         self.origins = np.zeros((len(self.frames), 2), np.int64)
@@ -131,9 +138,27 @@ class BankWriter:
         self.origins[i] = (x0, y0)
 
     def finish(self) -> TextureBank:
-        if isinstance(self.crops, np.memmap):
+        if self._tmp is not None and self.path is not None:
+            assert isinstance(self.crops, np.memmap)
             self.crops.flush()
+            del self.crops
+            final = self.path
+            try:
+                os.replace(self._tmp, final)
+            except OSError:  # the old bank is held open where files cannot be replaced (Windows)
+                final = self._tmp
+            self._tmp = None
+            self.crops = np.load(final, mmap_mode="r")
+            self.path = final
         return TextureBank(self.frames, self.codes, self.pose, self.landmarks, self.origins, self.crops, self.triangles)
+
+    def discard(self) -> None:
+        """Drop an unfinished bank's temporary file (a cancelled or failed fit)."""
+        if self._tmp is not None:
+            del self.crops
+            self.crops = np.zeros((0, 1, 1, 3), np.uint8)
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
 
 
 def plan_path(

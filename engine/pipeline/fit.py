@@ -311,12 +311,16 @@ def fit_speaker(
         writer = BankWriter(frames, shape.encode_landmarks(raw), pose[frames], raw, (h, w), bank_path)
         done = 0
         first, last = int(frames[0]), int(frames[-1]) + 1
-        for i, img in reader.iter_frames(first, last):
-            check_cancel(cancel)
-            if writer.wants(i):
-                writer.add(i, img)
-                done += 1
-                reporter.update(done)
+        try:
+            for i, img in reader.iter_frames(first, last):
+                check_cancel(cancel)
+                if writer.wants(i):
+                    writer.add(i, img)
+                    done += 1
+                    reporter.update(done)
+        except BaseException:
+            writer.discard()
+            raise
     reporter.finish()
     bank = writer.finish()
     ref = codes[spk] if int(spk.sum()) >= 10 else codes

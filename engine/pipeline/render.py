@@ -22,6 +22,7 @@ from engine.pipeline.fit import (
     target_codes,
     track_signals,
 )
+from engine.pipeline.fitcache import fit_key, load_fit, store_fit
 from engine.pipeline.session import FacePlan, FrameComposer, RenderSession, plan_face
 from engine.pipeline.tracks import FaceTrack, tracks_from_analysis
 from engine.runtime.jobs import CancelToken, Progress, ProgressFn, check_cancel
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from engine.pipeline.export import ExportSettings
 
 log = logging.getLogger("lipdub.pipeline.render")
+
+N_COMPONENTS = 8  # shape-code components per speaker
 
 
 @dataclass
@@ -136,12 +139,20 @@ def prepare_render(
         if track.identity not in fits:
             key = library_key(vkey, track.identity)
             prior = load_prior(exclude={key}) if use_library else None
-            fits[track.identity] = fit_speaker(
-                video, track, own, speaking[track.identity], prior=prior,
-                bank_path=cache_dir("banks") / f"{key}.npy", library_key_=key if use_library else None,
-                progress=_stage(progress, "fit", 0.5 + 0.4 * k / len(assignments), 0.4 / len(assignments)),
-                cancel=cancel,
-            )
+            cached_key = fit_key(vkey, track, speaking[track.identity], prior, N_COMPONENTS)
+            fit = load_fit(cached_key, track, len(times))
+            if fit is None:
+                bank_path = cache_dir("banks") / f"{key}.npy"
+                fit = fit_speaker(
+                    video, track, own, speaking[track.identity], prior=prior, n_components=N_COMPONENTS,
+                    bank_path=bank_path, library_key_=key if use_library else None,
+                    progress=_stage(progress, "fit", 0.5 + 0.4 * k / len(assignments), 0.4 / len(assignments)),
+                    cancel=cancel,
+                )
+                store_fit(cached_key, fit, bank_path)
+            else:
+                log.info("speaker %s: fit taken from the cache", track.identity)
+            fits[track.identity] = fit
         dub: TrackSignals = track_signals(_load_track(a, float(times[0])), times, cancel=cancel)
         codes = target_codes(fits[track.identity], dub, info.fps)
         plan = plan_face(track, fits[track.identity], codes)
