@@ -30,17 +30,18 @@ _WORK_SIGMA_PX = 5.0  # the blur runs on a copy scaled so that the sigma is abou
 
 
 def shading_weights(
-    box: tuple[int, int, int, int], own: np.ndarray, target: np.ndarray, iod: float
+    box: tuple[int, int, int, int], own: np.ndarray, target: np.ndarray, iod: float, scale: float = 1.0
 ) -> np.ndarray:
-    """(h, w) float32 in the box: 1 where the original frame's skin may set the synthesised shading,
-    0 on the lips of ``own`` and ``target`` (grown by a margin) and along both jaw lines."""
+    """(h, w) float32 for the box (its size times ``scale``): 1 where the original frame's skin may set
+    the synthesised shading, 0 on the lips of ``own`` and ``target`` (grown by a margin) and along
+    both jaw lines."""
     x0, y0, x1, y1 = box
-    h, w = y1 - y0, x1 - x0
+    h, w = max(2, round((y1 - y0) * scale)), max(2, round((x1 - x0) * scale))
     banned = np.zeros((h, w), np.uint8)
-    grow = max(1, round(LIPS_MARGIN_IOD * iod))
-    band = max(1, round(JAW_BAND_IOD * iod))
+    grow = max(1, round(LIPS_MARGIN_IOD * iod * scale))
+    band = max(1, round(JAW_BAND_IOD * iod * scale))
     for lm in (own, target):
-        pts = np.asarray(lm, np.float64) - [x0, y0]
+        pts = (np.asarray(lm, np.float64) - [x0, y0]) * scale
         lips = np.round(pts[list(LIPS_OUTER)] * 4).astype(np.int32)
         cv2.fillPoly(banned, [lips], 255, lineType=cv2.LINE_8, shift=2)
         jaw = np.round(pts[list(JAW)] * 4).astype(np.int32)
@@ -49,21 +50,27 @@ def shading_weights(
     return (cv2.dilate(banned, kernel) == 0).astype(np.float32)
 
 
+def work_scale(sigma_px: float) -> float:
+    """The scale the blur runs at: the sigma becomes about ``_WORK_SIGMA_PX`` pixels there."""
+    return min(1.0, _WORK_SIGMA_PX / max(sigma_px, 1e-3))
+
+
 def shading_gain(
     synth: np.ndarray, source: np.ndarray, weights: np.ndarray, sigma_px: float
 ) -> np.ndarray:
     """Per-pixel, per-channel gain (h, w, 3) that gives ``synth`` the low frequencies of ``source``
-    over ``weights``; 1 where no weighted pixel is near."""
-    h, w = weights.shape
-    scale = min(1.0, _WORK_SIGMA_PX / max(sigma_px, 1e-3))
-    sw, sh = max(2, round(w * scale)), max(2, round(h * scale))
+    over ``weights`` (given at :func:`work_scale` of the images' size); 1 where no weighted pixel is
+    near."""
+    h, w = synth.shape[:2]
+    scale = work_scale(sigma_px)
+    sh, sw = weights.shape
 
     def small(img: np.ndarray) -> np.ndarray:
-        return cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+        return cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    wt = small(weights.astype(np.float32))
-    s = small(synth.astype(np.float32)) * wt[..., None]
-    o = small(source.astype(np.float32)) * wt[..., None]
+    wt = weights.astype(np.float32)
+    s = small(synth) * wt[..., None]
+    o = small(source) * wt[..., None]
     sig = sigma_px * scale
     blur_w = cv2.GaussianBlur(wt, (0, 0), sig)
     blur_s = cv2.GaussianBlur(s, (0, 0), sig)
@@ -71,7 +78,7 @@ def shading_gain(
     ratio = (blur_o + 1.0) / (blur_s + 1.0)
     # Confidence: how much weighted skin the blur saw; far from any, the gain fades to 1.
     conf = (blur_w / (blur_w + 0.05))[..., None]
-    gain = np.clip(1.0 + conf * (ratio - 1.0), 1.0 / MAX_GAIN, MAX_GAIN)
+    gain = np.clip(1.0 + conf * (ratio - 1.0), 1.0 / MAX_GAIN, MAX_GAIN).astype(np.float32)
     return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 3)
 
 
@@ -82,10 +89,13 @@ def match_shading(
     """``synth`` (the box crop, BGR uint8) with the shading of ``source`` (the same crop of the frame).
 
     ``usable``: (h, w) where the synthesised texture is real source face (the rest is ignored)."""
-    weights = shading_weights(box, own, target, iod)
+    sigma = SIGMA_IOD * iod
+    weights = shading_weights(box, own, target, iod, work_scale(sigma))
     if usable is not None:
-        weights *= (np.asarray(usable) > 0).astype(np.float32)
-    if float(weights.sum()) < 30:
+        sh, sw = weights.shape
+        weights *= cv2.resize((np.asarray(usable) > 0).astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) >= 0.99
+    if float(weights.sum()) < 4:
         return synth
-    gain = shading_gain(synth, source, weights, SIGMA_IOD * iod)
-    return np.clip(synth.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+    gain = shading_gain(synth, source, weights, sigma)
+    out = cv2.multiply(synth, gain, dtype=cv2.CV_32F)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
