@@ -95,7 +95,7 @@ def timed(fn: Callable[[], object], runs: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--threads", default="1,2", help="Whisper (CTranslate2) thread counts to measure")
+    ap.add_argument("--threads", default="1,2", help="Whisper thread counts to measure (features: torch; language, transcript: CTranslate2)")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the test audio")
     args = ap.parse_args()
     if not MEDIA.is_dir():

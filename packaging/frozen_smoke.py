@@ -107,7 +107,8 @@ def _wait(app: Any, predicate: Any, timeout_s: float) -> bool:
 
 
 def _audio_check(clip: Path) -> dict[str, Any]:
-    """Speech detection (onnxruntime) and Whisper features (CTranslate2) on the clip's audio."""
+    """Speech detection (onnxruntime) and Whisper features (the encoder in torch, its weights read from the
+    joined model file) on the clip's audio."""
     from engine.audio import detect_speech, whisper_features
     from engine.media.audio import decode_audio
 

@@ -17,7 +17,8 @@ at video time offset_s):
     trimmed_samples(audio16k, 16000, dub_track) -> (the part that plays, its video start time)
 
 Features for the lip-sync engine (:mod:`engine.audio.features`):
-    whisper_features(audio16k) -> WhisperFeatures(vectors (n, 512) at 50 Hz, silence (512,), positions)
+    whisper_features(audio16k) -> WhisperFeatures(vectors (n, 512) at 50 Hz, silence (512,), positions):
+        the mean of Whisper-base encoder blocks 2-4 (engine.audio.encoder, torch)
     WhisperFeatures.debiased() -> the same minus the encoder's output for silence at each vector's
         position in its 30 s window (removes a large position-only component; silence -> 0)
     features_at_frames(feats, frame_times_s, offset_s=0.0, context_s=0.5) -> (n_frames, k, 512)

@@ -154,7 +154,7 @@ def whisper_features(
 ) -> WhisperFeatures:
     """Whisper-base encoder features (512-d, 50 Hz) of a whole 16 kHz mono track.
 
-    About 26 ms per second of audio on 2 cores (int8); the result is cached by the samples' content.
+    About 50 ms per second of audio on one core (torch, float32); cached by the samples' content.
     """
     x = np.ascontiguousarray(np.asarray(audio16k, dtype=np.float32).reshape(-1))
     key = cache.content_key(x, SAMPLE_RATE, _CACHE_VERSION, _STRIDE, _MARGIN)

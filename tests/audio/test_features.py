@@ -155,7 +155,6 @@ def test_whisper_features_shape_rate_and_timing() -> None:
     assert np.array_equal(feats.positions[:1450], np.arange(1450))
     assert np.array_equal(feats.positions[1450:], np.arange(50, 50 + 300))
     # Debiased: silence at any window position maps to zero; speech does not.
-    # (int8 inference: equal up to quantisation noise, a few % of a vector's length)
     residual = np.linalg.norm(silent.debiased().vectors, axis=1)
     assert residual.mean() < 0.05 * np.linalg.norm(silent.vectors, axis=1).mean()
     deb = np.linalg.norm(feats.debiased().vectors, axis=1)
