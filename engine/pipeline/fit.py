@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -255,25 +255,18 @@ class SpeakerFit:
     opening_dir: np.ndarray | None = None  # (C,) code change per unit of mouth opening, speaking frames
 
 
-def fit_speaker(
-    video_path: str | Path,
+def fit_motion(
     track: FaceTrack,
     signals: TrackSignals,
     speaking: np.ndarray,
     train: np.ndarray | None = None,
     prior: PriorModel | None = None,
     n_components: int = 8,
-    bank_path: Path | None = None,
     library_key_: str | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
 ) -> SpeakerFit:
-    """Fit one speaker on the frames in ``train`` (bool over the video; default all).
-
-    ``speaking``: bool over the video, frames where this face speaks (VAD + active speaker).
-    Decodes the training frames once to fill the texture bank (on disk at ``bank_path`` if given)."""
-    from engine.media.reader import VideoReader
-
+    """The speaker's motion: shape model, lag and audio -> shape model, fitted on the frames in
+    ``train`` (bool over the video; default all). No pixels are read: the returned fit's texture bank
+    is empty (:func:`fit_speaker` fills it), which is all that target shapes need."""
     n = len(signals.speech)
     ok, lm, pose = track.dense(n)
     if train is not None:
@@ -301,6 +294,44 @@ def fit_speaker(
              int(spk.sum()), model.kind, lag)
     if library_key_ and int(spk.sum()) >= MIN_SPEECH_FRAMES:
         save_to_library(library_key_, x[spk], opening[spk])
+    ref = codes[spk] if int(spk.sum()) >= 10 else codes
+    ref_op = opening[spk] if int(spk.sum()) >= 10 else opening
+    direction = None
+    if len(ref_op) >= 10 and np.std(ref_op) > 0:
+        direction = np.linalg.lstsq(np.stack([ref_op, np.ones_like(ref_op)], 1), ref, rcond=None)[0][0]
+    real = np.full(n, np.nan)
+    real[frames] = opening
+    meter = sync_meter(real, signals.energy_db, signals.fps)
+    own = (meter.r, meter.z) if np.isfinite(meter.z) else None
+    empty = BankWriter(frames[:0], codes[:0], pose[:0], lm[:0], (1, 1)).finish()
+    return SpeakerFit(track.identity, shape, model, empty, opening[spk] if spk.any() else opening,
+                      frames, frames[spk], library_key_, ref.std(0), lag, own, direction)
+
+
+def fit_speaker(
+    video_path: str | Path,
+    track: FaceTrack,
+    signals: TrackSignals,
+    speaking: np.ndarray,
+    train: np.ndarray | None = None,
+    prior: PriorModel | None = None,
+    n_components: int = 8,
+    bank_path: Path | None = None,
+    library_key_: str | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> SpeakerFit:
+    """Fit one speaker on the frames in ``train`` (bool over the video; default all): its motion
+    (:func:`fit_motion`) and its texture bank.
+
+    ``speaking``: bool over the video, frames where this face speaks (VAD + active speaker).
+    Decodes the training frames once to fill the texture bank (on disk at ``bank_path`` if given)."""
+    from engine.media.reader import VideoReader
+
+    fit = fit_motion(track, signals, speaking, train, prior, n_components, library_key_)
+    n = len(signals.speech)
+    frames = fit.train_frames
+    _, _, pose = track.dense(n)
     # Texture bank: one sequential decode of the training frames.
     reporter = ProgressReporter(progress, "texture", len(frames))
     with VideoReader(video_path, pixel_format="bgr24") as reader:
@@ -308,7 +339,7 @@ def fit_speaker(
         # The texture is placed by the landmarks of its own frame (unsmoothed), and its code says
         # what that texture shows.
         raw = track.dense_raw(n)[frames]
-        writer = BankWriter(frames, shape.encode_landmarks(raw), pose[frames], raw, (h, w), bank_path)
+        writer = BankWriter(frames, fit.shape.encode_landmarks(raw), pose[frames], raw, (h, w), bank_path)
         done = 0
         first, last = int(frames[0]), int(frames[-1]) + 1
         try:
@@ -322,18 +353,7 @@ def fit_speaker(
             writer.discard()
             raise
     reporter.finish()
-    bank = writer.finish()
-    ref = codes[spk] if int(spk.sum()) >= 10 else codes
-    ref_op = opening[spk] if int(spk.sum()) >= 10 else opening
-    direction = None
-    if len(ref_op) >= 10 and np.std(ref_op) > 0:
-        direction = np.linalg.lstsq(np.stack([ref_op, np.ones_like(ref_op)], 1), ref, rcond=None)[0][0]
-    real = np.full(n, np.nan)
-    real[frames] = opening
-    meter = sync_meter(real, signals.energy_db, signals.fps)
-    own = (meter.r, meter.z) if np.isfinite(meter.z) else None
-    return SpeakerFit(track.identity, shape, model, bank, opening[spk] if spk.any() else opening,
-                      frames, frames[spk], library_key_, ref.std(0), lag, own, direction)
+    return replace(fit, bank=writer.finish())
 
 
 def match_motion(codes: np.ndarray, speech: np.ndarray, real_std: np.ndarray | None, max_gain: float = 2.0) -> np.ndarray:

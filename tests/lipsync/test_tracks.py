@@ -46,3 +46,24 @@ def test_bank_texture_is_placed_by_the_raw_landmarks_of_its_own_frame(tmp_path: 
     assert np.allclose(fit.bank.landmarks, lms + 3.0)
     # The bank's codes describe the raw shapes: the model's own codes are of the smoothed ones.
     assert np.allclose(fit.bank.codes, fit.shape.encode_landmarks(lms + 3.0))
+
+
+def test_fit_motion_reads_no_pixels_and_gives_fit_speakers_targets(tmp_path: Path) -> None:
+    from engine.pipeline.fit import fit_motion, target_codes
+
+    n = 40
+    track, lms = _track(n, 1.0)
+    video = tmp_path / "face.avi"
+    frames = [face_frame(lm + 1.0, seed=i) for i, lm in enumerate(lms)]
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
+    for f in frames:
+        out.write(f)
+    out.release()
+    rng = np.random.default_rng(1)
+    signals = TrackSignals(rng.normal(size=(n, 6)), np.ones(n, bool), rng.normal(size=n), 25.0)
+    motion = fit_motion(track, signals, np.ones(n, bool))
+    assert len(motion.bank) == 0
+    full = fit_speaker(video, track, signals, np.ones(n, bool))
+    assert len(full.bank) == n
+    assert np.allclose(target_codes(motion, signals, 25.0), target_codes(full, signals, 25.0))

@@ -1,0 +1,120 @@
+"""Audio model bench: how well the target mouth shapes follow the real mouth, before any synthesis.
+
+    python bench/audio_model.py [--media DIR] [--clips a,b,...] [--no-prior]
+
+For every clip of ``DIR/video`` (default ../shared/media): the speaker's motion (shape model, lag,
+audio -> shape model; engine.pipeline.fit.fit_motion) is fitted on the first 70% of the frames with
+the clip's own audio and the speaker-library prior of the other clips (leave-one-out, as in
+``lipdub eval``); the target shapes for the last 30% are made from the audio alone and compared with
+the real mouth. It reads no pixels and renders nothing, so it takes seconds per clip once the
+analyses and audio features are cached: the quick loop for audio-model work, whose numbers equal
+``lipdub eval``'s ``r_target`` column. The full eval still decides, since the render is what counts.
+
+Columns: ``r_target`` (opening r of the target shapes against the real mouth, held-out frames),
+``r_plain`` (the same without the articulation calibration), ``z_target`` (sync meter of the target
+opening against the clip's own band energy over the whole clip, from a fit on all frames), ``lag``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import cpu_description, load_average
+
+
+def evaluate(media: Path, names: list[str] | None, use_prior: bool = True) -> list[dict[str, float | str]]:
+    from engine.lipsync.geometry import mouth_opening
+    from engine.lipsync.metrics import sync_meter
+    from engine.pipeline.evaluate import (
+        TRAIN_FRACTION,
+        LeaveOneOutLibrary,
+        LibraryEntry,
+        _corr,
+        _valid_rows,
+        list_clips,
+        load_clip,
+    )
+    from engine.pipeline.fit import fit_motion, target_codes
+
+    clips = {}
+    entries = []
+    for path in list_clips(media):
+        clip = load_clip(path)
+        if clip is None:
+            continue
+        ok, lm, _ = clip.track.dense(clip.n)
+        sel = np.flatnonzero(ok & clip.speaking)
+        if len(sel) >= 25:
+            entries.append(LibraryEntry(clip.name, clip.signals.design, clip.signals.energy_db, sel,
+                                        mouth_opening(lm[sel]), clip.fps))
+        clips[clip.name] = clip
+    library = LeaveOneOutLibrary(entries)
+    rows: list[dict[str, float | str]] = []
+    for name, clip in clips.items():
+        if names and name not in names:
+            continue
+        prior = library.prior_for(name) if use_prior else None
+        n = clip.n
+        split = round(n * TRAIN_FRACTION)
+        fit = fit_motion(clip.track, clip.signals, clip.speaking, train=np.arange(n) < split, prior=prior)
+        _, real, _ = clip.track.dense(n)
+        held = np.arange(split, n)
+        held = held[_valid_rows(real[held])]
+        op_real = mouth_opening(real[held])
+
+        def r_of(codes: np.ndarray) -> float:
+            op = np.array([mouth_opening(fit.shape.apply_to_frame(real[i], codes[i])) for i in held])  # noqa: B023
+            return _corr(op, op_real)  # noqa: B023
+
+        codes = target_codes(fit, clip.signals, clip.fps)
+        plain = target_codes(fit, clip.signals, clip.fps, calibrate=False)
+        whole = fit_motion(clip.track, clip.signals, clip.speaking, prior=prior)
+        whole_codes = target_codes(whole, clip.signals, clip.fps)
+        z = sync_meter(whole.shape.code_opening(whole_codes), clip.signals.energy_db, clip.fps).z
+        rows.append({"clip": name, "seconds": n / clip.fps, "held": float(len(held)), "model": fit.model.kind,
+                     "lag": float(fit.lag_frames), "r_target": r_of(codes), "r_plain": r_of(plain),
+                     "z_target": float(z)})
+    return rows
+
+
+def weighted(rows: list[dict[str, float | str]], key: str, long_only: bool = False) -> float:
+    sel = [r for r in rows if not long_only or float(r["seconds"]) >= 10.0 - 0.15]
+    v = np.array([float(r[key]) for r in sel])
+    w = np.array([float(r["held"]) for r in sel])
+    good = np.isfinite(v)
+    return float(np.sum(v[good] * w[good]) / np.sum(w[good])) if good.any() else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--media", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "media")
+    ap.add_argument("--clips", default="", help="comma-separated clip names (default: all)")
+    ap.add_argument("--no-prior", action="store_true", help="fit each speaker without the library prior")
+    args = ap.parse_args()
+    if not (args.media / "video").is_dir():
+        print(f"no clips: {args.media / 'video'} is not a folder", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    rows = evaluate(args.media, [c for c in args.clips.split(",") if c] or None, not args.no_prior)
+    print(f"machine: {cpu_description()}; load {load_average()}")
+    print(f"| {'clip':<28} | {'s':>5} | {'model':<13} | lag | r_target | r_plain | z_target |")
+    print(f"|{'-' * 30}|{'-' * 7}|{'-' * 15}|-----|----------|---------|----------|")
+    for r in rows:
+        print(f"| {r['clip']:<28} | {float(r['seconds']):5.1f} | {r['model']:<13} | {int(float(r['lag'])):+3d} | "
+              f"{float(r['r_target']):+8.3f} | {float(r['r_plain']):+7.3f} | {float(r['z_target']):+8.1f} |")
+    print()
+    print(f"r_target frame-weighted: all {weighted(rows, 'r_target'):+.3f}, >= 10 s "
+          f"{weighted(rows, 'r_target', True):+.3f}; r_plain: all {weighted(rows, 'r_plain'):+.3f}, >= 10 s "
+          f"{weighted(rows, 'r_plain', True):+.3f}  ({time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
