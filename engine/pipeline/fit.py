@@ -404,6 +404,25 @@ def target_codes(
 ARTICULATION_Z_MARGIN = 1.0
 ARTICULATION_R_MARGIN = 0.15
 ARTICULATION_MAX_GAIN = 2.0
+# The push carries the band energy's syllable-rate part only: its movement around a running mean of
+# this width (Gaussian sigma, seconds). Phrase-level loudness (a voice getting louder towards the end
+# of a sentence) is not mouth opening, and the audio model already gives the slow part of the mouth.
+ARTICULATION_HIGHPASS_S = 0.25
+
+
+def articulation_push(energy_db: np.ndarray, speech: np.ndarray, fps: float) -> np.ndarray:
+    """Per frame, the syllable rhythm of a track: the 1.8-4.5 kHz band energy minus its running mean
+    (``ARTICULATION_HIGHPASS_S``), in units of its spread over speech, read 70 ms ahead (the mouth
+    leads the sound), clipped to +-2.5 and zero outside speech."""
+    from scipy.ndimage import gaussian_filter1d
+
+    sp = np.asarray(speech, bool)
+    ez = energy_z(energy_db, sp)
+    ez = ez - gaussian_filter1d(ez, ARTICULATION_HIGHPASS_S * fps, mode="nearest")
+    ref = ez[sp] if int(sp.sum()) >= 10 else ez
+    ez = ez / (np.std(ref) + 1e-6)
+    n = len(ez)
+    return np.clip(ez[lag_rows(n, round(0.07 * fps))], -2.5, 2.5) * sp
 
 
 def calibrate_articulation(
@@ -416,10 +435,11 @@ def calibrate_articulation(
     The speaker model is fitted on one voice; a dub is another voice, often another language, and
     its predictions come out damped and loosely timed there. The speaker's real mouth follows the
     1.8-4.5 kHz band energy of their own audio with a measurable strength (QUALITY.md's sync meter).
-    Here the predicted opening gets the track's band energy (speech frames only, the mouth leading by
-    70 ms) added along the speaker's own opening direction, with the smallest gain that gives the
-    track that same strength (plus a margin), and never so much that it correlates with loudness
-    more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
+    Here the predicted opening gets the track's syllable rhythm (:func:`articulation_push`) added
+    along the speaker's own opening direction, with the smallest gain that gives the track that same
+    strength (plus a margin). The gain stops growing where the sync score stops rising (more would
+    only replace the predicted mouth with the loudness) and where the mouth would correlate with
+    loudness more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
     from engine.lipsync.shape import smooth_codes
 
     own = fit.own_sync
@@ -429,19 +449,19 @@ def calibrate_articulation(
         return finish(codes)
     own_r, own_z = own
     sigma = float(np.std(fit.speech_opening)) if len(fit.speech_opening) > 2 else 0.0
-    ez = energy_z(signals.energy_db, signals.speech)[lag_rows(n, round(0.07 * fps))]
-    push = (np.clip(ez, -2.5, 2.5) * np.asarray(signals.speech, np.float64))[:, None] * (sigma * direction)[None, :]
+    push = articulation_push(signals.energy_db, signals.speech, fps)[:, None] * (sigma * direction)[None, :]
     # Smoothed like the prediction: the energy's frame-to-frame noise would otherwise show as jitter.
     push = smooth_codes(push, smooth_sigma_frames)
     best = finish(codes)
+    best_z = -np.inf
     for gain in np.concatenate([[0.0], np.geomspace(0.02, 1.0, 24) * ARTICULATION_MAX_GAIN]):
         out = best if gain == 0 else finish(codes + gain * push)
         meter = sync_meter(fit.shape.code_opening(out), signals.energy_db, fps)
         if not np.isfinite(meter.r):
             break
-        if gain > 0 and meter.r > own_r + ARTICULATION_R_MARGIN:
+        if gain > 0 and (meter.r > own_r + ARTICULATION_R_MARGIN or meter.z < best_z):
             break
-        best = out
+        best, best_z = out, meter.z
         if meter.z >= own_z + ARTICULATION_Z_MARGIN:
             break
     return best

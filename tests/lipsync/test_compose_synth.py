@@ -227,6 +227,53 @@ def test_articulation_leaves_silence_at_rest() -> None:
     assert np.allclose(codes[130:], fit.shape.rest)
 
 
+def test_articulation_carries_syllables_not_phrase_loudness() -> None:
+    from engine.pipeline.fit import articulation_push
+
+    n, fps = 250, 25.0
+    t = np.arange(n) / fps
+    syllables = 6 * np.sin(2 * np.pi * 4.1 * t)
+    # The voice grows 24 dB louder over the phrase: no reason for the mouth to open wider and wider.
+    ramp = -40 + 24 * t / t[-1]
+    push = articulation_push(ramp + syllables, np.ones(n, bool), fps)
+    first, last = push[25:75], push[175:225]
+    assert abs(float(last.mean() - first.mean())) < 0.2
+    assert np.std(first) > 0.5 and np.std(last) > 0.5  # the syllables themselves are all there
+    # Silence gets no push at all.
+    speech = np.ones(n, bool)
+    speech[100:150] = False
+    assert np.all(articulation_push(ramp + syllables, speech, fps)[100:150] == 0)
+
+
+def test_articulation_gain_stops_where_the_sync_score_stops_rising(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond the gain that scores best, more gain only replaces the predicted mouth with the
+    loudness: the calibration keeps the best-scoring gain even when its aim is out of reach."""
+    from engine.lipsync.metrics import SyncScore
+    from engine.pipeline import fit as fit_mod
+
+    _, _, fit, _ = _speaker()
+    n, fps = 300, 25.0
+    fit.opening_dir = np.eye(len(fit.shape.rest))[0] * fit.shape.scale[0] * 10
+    fit.own_sync = (0.9, 50.0)  # an aim no gain reaches, and no ceiling in the way
+    sig = TrackSignals(np.zeros((n, 4), np.float32), np.ones(n, bool), _syllables(n, fps), fps)
+
+    def articulation(codes: np.ndarray) -> float:
+        return float(np.std(fit.shape.code_opening(codes)))
+
+    # With a score that only rises, the calibration goes to its largest gain.
+    monkeypatch.setattr(fit_mod, "sync_meter", lambda op, *_a, **_k: SyncScore(float(np.std(op)), 0.1, 70.0, 100.0))
+    most = articulation(target_codes(fit, sig, fps))
+    assert most > 0
+    peak = 0.4 * most
+
+    def peaked(opening: np.ndarray, *_a: object, **_k: object) -> SyncScore:
+        # The score rises with the articulation up to ``peak`` and falls beyond it.
+        return SyncScore(5.0 - ((float(np.std(opening)) - peak) / most) ** 2, 0.1, 70.0, 100.0)
+
+    monkeypatch.setattr(fit_mod, "sync_meter", peaked)
+    assert abs(articulation(target_codes(fit, sig, fps)) - peak) < 0.15 * peak
+
+
 def test_texture_from_outside_the_source_face_is_not_composited() -> None:
     from engine.lipsync.synth import warp_with_validity
     from engine.pipeline.session import trim_mask
