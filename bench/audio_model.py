@@ -7,8 +7,10 @@ audio -> shape model; engine.pipeline.fit.fit_motion) is fitted on the first 70%
 the clip's own audio and the speaker-library prior of the other clips (leave-one-out, as in
 ``lipdub eval``); the target shapes for the last 30% are made from the audio alone and compared with
 the real mouth. It reads no pixels and renders nothing, so it takes seconds per clip once the
-analyses and audio features are cached: the quick loop for audio-model work, whose numbers equal
-``lipdub eval``'s ``r_target`` column. The full eval still decides, since the render is what counts.
+analyses and audio features are cached: the quick loop for audio-model work. ``r_target`` is the
+measure of ``lipdub eval``'s column of that name (the eval also leaves out held-out frames where the
+rendered face was not found again, so the two can differ slightly). The full eval still decides,
+since the render is what counts.
 
 Columns: ``r_target`` (opening r of the target shapes against the real mouth, held-out frames),
 ``r_plain`` (the same without the articulation calibration), ``z_target`` (sync meter of the target

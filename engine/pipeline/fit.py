@@ -412,16 +412,25 @@ ARTICULATION_HIGHPASS_S = 0.25
 
 def articulation_push(energy_db: np.ndarray, speech: np.ndarray, fps: float) -> np.ndarray:
     """Per frame, the syllable rhythm of a track: the 1.8-4.5 kHz band energy minus its running mean
-    (``ARTICULATION_HIGHPASS_S``), in units of its spread over speech, read 70 ms ahead (the mouth
-    leads the sound), clipped to +-2.5 and zero outside speech."""
+    over the speech around it (``ARTICULATION_HIGHPASS_S``), in units of its spread over speech, read
+    70 ms ahead (the mouth leads the sound), clipped to +-2.5 and zero outside speech.
+
+    The running mean is taken over speech frames only: with the silences' energy floor in it, the
+    first and last syllables of every phrase would stand far above their mean and open the mouth
+    wide at each phrase's edges."""
     from scipy.ndimage import gaussian_filter1d
 
     sp = np.asarray(speech, bool)
+    n = len(sp)
+    if n == 0 or not sp.any():
+        return np.zeros(n)
     ez = energy_z(energy_db, sp)
-    ez = ez - gaussian_filter1d(ez, ARTICULATION_HIGHPASS_S * fps, mode="nearest")
-    ref = ez[sp] if int(sp.sum()) >= 10 else ez
-    ez = ez / (np.std(ref) + 1e-6)
-    n = len(ez)
+    sigma = ARTICULATION_HIGHPASS_S * max(float(fps), 1.0)
+    weight = gaussian_filter1d(sp.astype(np.float64), sigma, mode="nearest")
+    local = gaussian_filter1d(np.where(sp, ez, 0.0), sigma, mode="nearest") / np.maximum(weight, 1e-6)
+    ez = np.where(sp, ez - local, 0.0)
+    # A floor under the spread: a nearly constant track has no rhythm to blow up to full scale.
+    ez = ez / max(float(np.std(ez[sp])), 0.05)
     return np.clip(ez[lag_rows(n, round(0.07 * fps))], -2.5, 2.5) * sp
 
 
@@ -437,9 +446,8 @@ def calibrate_articulation(
     1.8-4.5 kHz band energy of their own audio with a measurable strength (QUALITY.md's sync meter).
     Here the predicted opening gets the track's syllable rhythm (:func:`articulation_push`) added
     along the speaker's own opening direction, with the smallest gain that gives the track that same
-    strength (plus a margin). The gain stops growing where the sync score stops rising (more would
-    only replace the predicted mouth with the loudness) and where the mouth would correlate with
-    loudness more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
+    strength (plus a margin). The gain stops growing where the sync score stops rising and where the
+    mouth would correlate with loudness more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
     from engine.lipsync.shape import smooth_codes
 
     own = fit.own_sync
@@ -452,13 +460,16 @@ def calibrate_articulation(
     push = articulation_push(signals.energy_db, signals.speech, fps)[:, None] * (sigma * direction)[None, :]
     # Smoothed like the prediction: the energy's frame-to-frame noise would otherwise show as jitter.
     push = smooth_codes(push, smooth_sigma_frames)
-    best = finish(codes)
-    best_z = -np.inf
+    plain = finish(codes)
+    best, best_z = plain, -np.inf
     for gain in np.concatenate([[0.0], np.geomspace(0.02, 1.0, 24) * ARTICULATION_MAX_GAIN]):
-        out = best if gain == 0 else finish(codes + gain * push)
+        out = plain if gain == 0 else finish(codes + gain * push)
         meter = sync_meter(fit.shape.code_opening(out), signals.energy_db, fps)
         if not np.isfinite(meter.r):
             break
+        # Past the first gain where the score falls, more gain only replaces the predicted mouth
+        # with the loudness (measured: a later, higher peak costs the held-out mouth more than it
+        # gives the dubs).
         if gain > 0 and (meter.r > own_r + ARTICULATION_R_MARGIN or meter.z < best_z):
             break
         best, best_z = out, meter.z

@@ -245,6 +245,32 @@ def test_articulation_carries_syllables_not_phrase_loudness() -> None:
     assert np.all(articulation_push(ramp + syllables, speech, fps)[100:150] == 0)
 
 
+def test_articulation_push_does_not_open_the_mouth_at_phrase_edges() -> None:
+    """Phrases separated by silences at the energy floor: the first and last syllables of a phrase
+    get no more push than the ones in its middle."""
+    from engine.pipeline.fit import articulation_push
+
+    n, fps = 400, 25.0
+    t = np.arange(n) / fps
+    speech = (t % 4.0) < 2.5  # 2.5 s phrases, 1.5 s pauses
+    energy = np.where(speech, -30 + 6 * np.sin(2 * np.pi * 4.1 * t), -70.0)
+    push = articulation_push(energy, speech, fps)
+    starts = np.flatnonzero(speech[1:] & ~speech[:-1]) + 1
+    edges = np.zeros(n, bool)
+    for s in np.concatenate([[0], starts]):
+        edges[s : s + 5] = True
+    ends = np.flatnonzero(speech[:-1] & ~speech[1:])
+    for e in ends:
+        edges[e - 4 : e + 1] = True
+    middle = speech & ~edges
+    assert abs(float(push[edges & speech].mean()) - float(push[middle].mean())) < 0.4
+    assert float(np.mean(np.abs(push[edges & speech]) >= 2.5)) < 0.1  # not pinned at the clip
+    assert 0.7 < float(np.std(push[middle])) < 1.3  # the syllables keep their full scale
+    # A track with no rhythm at all gets (almost) no push.
+    flat = articulation_push(np.full(n, -30.0) + 1e-9 * np.arange(n), np.ones(n, bool), fps)
+    assert np.abs(flat).max() < 0.1
+
+
 def test_articulation_gain_stops_where_the_sync_score_stops_rising(monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond the gain that scores best, more gain only replaces the predicted mouth with the
     loudness: the calibration keeps the best-scoring gain even when its aim is out of reach."""
