@@ -408,6 +408,10 @@ ARTICULATION_MAX_GAIN = 2.0
 # this width (Gaussian sigma, seconds). Phrase-level loudness (a voice getting louder towards the end
 # of a sentence) is not mouth opening, and the audio model already gives the slow part of the mouth.
 ARTICULATION_HIGHPASS_S = 0.25
+# The push is smoothed in time (Gaussian sigma, seconds) a little more than the prediction: the band
+# energy of a noisy track flickers from frame to frame, and that flicker showed as jitter
+# (radio_glasses' dub with meeting noise: 1.26x the source's jitter at one frame, 1.17x at 50 ms).
+ARTICULATION_SMOOTH_S = 0.05
 
 
 def articulation_push(energy_db: np.ndarray, speech: np.ndarray, fps: float) -> np.ndarray:
@@ -458,8 +462,8 @@ def calibrate_articulation(
     own_r, own_z = own
     sigma = float(np.std(fit.speech_opening)) if len(fit.speech_opening) > 2 else 0.0
     push = articulation_push(signals.energy_db, signals.speech, fps)[:, None] * (sigma * direction)[None, :]
-    # Smoothed like the prediction: the energy's frame-to-frame noise would otherwise show as jitter.
-    push = smooth_codes(push, smooth_sigma_frames)
+    # Smoothed (ARTICULATION_SMOOTH_S): the energy's frame-to-frame noise would otherwise show as jitter.
+    push = smooth_codes(push, max(smooth_sigma_frames, ARTICULATION_SMOOTH_S * fps))
     plain = finish(codes)
     best, best_z = plain, -np.inf
     for gain in np.concatenate([[0.0], np.geomspace(0.02, 1.0, 24) * ARTICULATION_MAX_GAIN]):

@@ -271,6 +271,34 @@ def test_articulation_push_does_not_open_the_mouth_at_phrase_edges() -> None:
     assert np.abs(flat).max() < 0.1
 
 
+def test_articulation_does_not_pass_the_energy_flicker_on_at_high_frame_rates() -> None:
+    """The push is smoothed over a fixed time (not a fixed number of frames): at 60 fps a noisy
+    track's frame-to-frame flicker must not reach the mouth, while its syllables do."""
+    _, _, fit, _ = _speaker()
+    n, fps = 600, 60.0
+    fit.opening_dir = np.linalg.lstsq(np.stack([fit.speech_opening, np.ones(N)], 1),
+                                      fit.shape.encode_landmarks(np.stack([face_landmarks(o) for o in fit.speech_opening])),
+                                      rcond=None)[0][0]
+
+    class Wander:
+        kind = "speaker"
+
+        def predict(self, x: np.ndarray, energy_z: np.ndarray | None = None) -> np.ndarray:
+            rng = np.random.default_rng(11)
+            slow = np.convolve(rng.normal(size=len(x) + 6), np.ones(7) / 7, mode="valid")[: len(x)]
+            return np.outer(slow, fit.opening_dir) * 0.05
+
+    fit.model = Wander()  # type: ignore[assignment]
+    fit.own_sync = (0.6, 5.0)
+    energy = _syllables(n, fps) + np.random.default_rng(3).normal(0, 4, n)
+    sig = TrackSignals(np.zeros((n, 4), np.float32), np.ones(n, bool), energy, fps)
+    opening = fit.shape.code_opening(target_codes(fit, sig, fps))
+    power = np.abs(np.fft.rfft(opening - opening.mean())) ** 2
+    freq = np.fft.rfftfreq(n, 1 / fps)
+    assert power[freq > 10].sum() < 0.008 * power[freq > 0.5].sum()
+    assert power[(freq > 3) & (freq < 5)].sum() > 0.2 * power[freq > 0.5].sum()  # the syllables
+
+
 def test_articulation_gain_stops_where_the_sync_score_stops_rising(monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond the gain that scores best, more gain only replaces the predicted mouth with the
     loudness: the calibration keeps the best-scoring gain even when its aim is out of reach."""
