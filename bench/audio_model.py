@@ -37,9 +37,9 @@ def evaluate(media: Path, names: list[str] | None, use_prior: bool = True) -> li
     from engine.pipeline.evaluate import (
         TRAIN_FRACTION,
         LeaveOneOutLibrary,
-        LibraryEntry,
         _corr,
         _valid_rows,
+        library_entry,
         list_clips,
         load_clip,
     )
@@ -51,11 +51,9 @@ def evaluate(media: Path, names: list[str] | None, use_prior: bool = True) -> li
         clip = load_clip(path)
         if clip is None:
             continue
-        ok, lm, _ = clip.track.dense(clip.n)
-        sel = np.flatnonzero(ok & clip.speaking)
-        if len(sel) >= 25:
-            entries.append(LibraryEntry(clip.name, clip.signals.design, clip.signals.energy_db, sel,
-                                        mouth_opening(lm[sel]), clip.fps))
+        entry = library_entry(clip)
+        if entry is not None:
+            entries.append(entry)
         clips[clip.name] = clip
     library = LeaveOneOutLibrary(entries)
     rows: list[dict[str, float | str]] = []

@@ -432,6 +432,16 @@ class LibraryEntry:
         return self.name, self.design[lag_rows(len(self.design), lag)[self.frames]], z
 
 
+def library_entry(clip: Clip) -> LibraryEntry | None:
+    """The clip's main speaker as a library entry: all of its speech (a clip's entry is never used
+    when that clip itself is evaluated); None with under 25 speaking frames."""
+    ok, lm, _ = clip.track.dense(clip.n)
+    sel = np.flatnonzero(ok & clip.speaking)
+    if len(sel) < 25:
+        return None
+    return LibraryEntry(clip.name, clip.signals.design, clip.signals.energy_db, sel, mouth_opening(lm[sel]), clip.fps)
+
+
 class LeaveOneOutLibrary:
     """The speaker-library prior for each evaluated clip, built from the other clips only.
 
@@ -479,12 +489,9 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
         clip = load_clip(path, cancel=cancel)
         if clip is None:
             continue
-        # All of each clip's speech: a clip's entry is never used when that clip itself is evaluated.
-        ok, lm, _ = clip.track.dense(clip.n)
-        sel = np.flatnonzero(ok & clip.speaking)
-        if len(sel) >= 25:
-            entries.append(LibraryEntry(clip.name, clip.signals.design, clip.signals.energy_db, sel,
-                                        mouth_opening(lm[sel]), clip.fps))
+        entry = library_entry(clip)
+        if entry is not None:
+            entries.append(entry)
         if path in chosen:
             loaded[path.stem] = clip
     library = LeaveOneOutLibrary(entries)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -55,3 +57,14 @@ def face_frame(landmarks: np.ndarray, hw: tuple[int, int] = (320, 320), seed: in
     cv2.fillPoly(img, [np.round(landmarks[list(g.LIPS_OUTER)]).astype(np.int32)], (60, 60, 160))
     cv2.fillPoly(img, [np.round(landmarks[list(g.LIPS_INNER)]).astype(np.int32)], (30, 20, 40))
     return img
+
+
+def write_face_video(path: Path, landmarks: np.ndarray, fps: float = 25.0) -> Path:
+    """An MJPEG .avi with one synthetic face per frame, drawn at ``landmarks`` (N, 468, 2)."""
+    frames = [face_frame(lm, seed=i) for i, lm in enumerate(landmarks)]
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for f in frames:
+        out.write(f)
+    out.release()
+    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -15,7 +14,7 @@ from engine.pipeline.fitcache import fit_key, load_fit, store_fit
 from engine.pipeline.session import FrameComposer, plan_face
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.jobs import CancelToken
-from tests.lipsync.synthface import face_frame, face_landmarks
+from tests.lipsync.synthface import face_frame, face_landmarks, write_face_video
 
 N = 110
 
@@ -24,13 +23,7 @@ def _speaker(tmp_path: Path) -> tuple[Path, FaceTrack, TrackSignals]:
     opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(N) / 4.0))
     lms = np.stack([face_landmarks(o, seed=i % 3) for i, o in enumerate(opening)])
     track = FaceTrack("0", np.arange(N), lms, np.zeros((N, 3)), np.ones(N, bool), raw=lms + 0.5)
-    video = tmp_path / "face.avi"
-    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
-    for f in frames:
-        out.write(f)
-    out.release()
+    video = write_face_video(tmp_path / "face.avi", lms)
     rng = np.random.default_rng(0)
     design = np.concatenate([opening[:, None] * 4, rng.normal(size=(N, 5))], 1)
     speech = np.ones(N, bool)

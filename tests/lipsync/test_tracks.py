@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from engine.pipeline.fit import TrackSignals, fit_speaker
 from engine.pipeline.tracks import FaceTrack
-from tests.lipsync.synthface import face_frame, face_landmarks
+from tests.lipsync.synthface import face_landmarks, write_face_video
 
 
 def _track(n: int, raw_shift: float | None) -> tuple[FaceTrack, np.ndarray]:
@@ -33,13 +32,7 @@ def test_dense_raw_gives_the_raw_landmarks_and_falls_back_to_the_smoothed_ones()
 def test_bank_texture_is_placed_by_the_raw_landmarks_of_its_own_frame(tmp_path: Path) -> None:
     n = 40
     track, lms = _track(n, 3.0)
-    video = tmp_path / "face.avi"
-    frames = [face_frame(lm + 3.0, seed=i) for i, lm in enumerate(lms)]
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
-    for f in frames:
-        out.write(f)
-    out.release()
+    video = write_face_video(tmp_path / "face.avi", lms + 3.0)
     rng = np.random.default_rng(0)
     signals = TrackSignals(rng.normal(size=(n, 6)), np.ones(n, bool), rng.normal(size=n), 25.0)
     fit = fit_speaker(video, track, signals, np.ones(n, bool))
@@ -53,13 +46,7 @@ def test_fit_motion_reads_no_pixels_and_gives_fit_speakers_targets(tmp_path: Pat
 
     n = 40
     track, lms = _track(n, 1.0)
-    video = tmp_path / "face.avi"
-    frames = [face_frame(lm + 1.0, seed=i) for i, lm in enumerate(lms)]
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (w, h))
-    for f in frames:
-        out.write(f)
-    out.release()
+    video = write_face_video(tmp_path / "face.avi", lms + 1.0)
     rng = np.random.default_rng(1)
     signals = TrackSignals(rng.normal(size=(n, 6)), np.ones(n, bool), rng.normal(size=n), 25.0)
     motion = fit_motion(track, signals, np.ones(n, bool))
