@@ -331,7 +331,7 @@ def fit_speaker(
     fit = fit_motion(track, signals, speaking, train, prior, n_components, library_key_)
     n = len(signals.speech)
     frames = fit.train_frames
-    _, _, pose = track.dense(n)
+    pose = track.pose[np.searchsorted(track.frames, frames)]  # training frames are track frames
     # Texture bank: one sequential decode of the training frames.
     reporter = ProgressReporter(progress, "texture", len(frames))
     with VideoReader(video_path, pixel_format="bgr24") as reader:
@@ -339,7 +339,7 @@ def fit_speaker(
         # The texture is placed by the landmarks of its own frame (unsmoothed), and its code says
         # what that texture shows.
         raw = track.dense_raw(n)[frames]
-        writer = BankWriter(frames, fit.shape.encode_landmarks(raw), pose[frames], raw, (h, w), bank_path)
+        writer = BankWriter(frames, fit.shape.encode_landmarks(raw), pose, raw, (h, w), bank_path)
         done = 0
         first, last = int(frames[0]), int(frames[-1]) + 1
         try:

@@ -300,8 +300,8 @@ def test_articulation_does_not_pass_the_energy_flicker_on_at_high_frame_rates() 
 
 
 def test_articulation_gain_stops_where_the_sync_score_stops_rising(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Beyond the gain that scores best, more gain only replaces the predicted mouth with the
-    loudness: the calibration keeps the best-scoring gain even when its aim is out of reach."""
+    """Past the gain where the score peaks, more gain only replaces the predicted mouth with the
+    loudness: the calibration stops there even when its aim is out of reach."""
     from engine.lipsync.metrics import SyncScore
     from engine.pipeline import fit as fit_mod
 
