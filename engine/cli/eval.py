@@ -22,7 +22,9 @@ def add_parser(sub: Any) -> None:
         description="For every clip in MEDIA/video: fit on the first 70%% and render the rest from its "
         "own audio (opening r, motion LMD, mouth PSNR/SSIM); render it with a dub from MEDIA/audio "
         "(sync meter with its reference rows, natural motion, rest in silences); untouched pixels, "
-        "jitter and seams. Prints one table; writes a contact sheet and a side-by-side mp4 per clip.",
+        "jitter and seams. The openings are measured twice: with the engine's own landmarker and with an "
+        "independent one (dlib's 68 points; the *_ind columns). Prints one table; writes a contact sheet "
+        "and a side-by-side mp4 per clip.",
     )
     p.add_argument("--media", default=str(default_media()), help="folder with video/ and audio/ (default ../shared/media)")
     p.add_argument("--out", default="eval-out", help="folder for the contact sheets, side-by-sides and results.json")
@@ -31,6 +33,8 @@ def add_parser(sub: Any) -> None:
                    help="mouth renderer to measure: retrieval (default) or the per-speaker regeneration network "
                    "(trained per clip when not cached; the self-reconstruction trains on the first 70%% only)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="compute device for --engine net")
+    p.add_argument("--no-independent", dest="independent", action="store_false",
+                   help="skip the second measurement with the independent landmarker (the *_ind columns)")
     p.set_defaults(func=run)
 
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    rows = run_eval(media, out, args.clips, say=say, engine=args.engine, device=args.device)
+    rows = run_eval(media, out, args.clips, say=say, engine=args.engine, device=args.device,
+                    independent=args.independent)
     print(format_table(rows))
     (out / "results.json").write_text(json.dumps({"rows": rows, "summary": summary(rows) if rows else {}},
                                                  indent=1, default=float))

@@ -22,6 +22,7 @@ import numpy as np
 from engine.lipsync.geometry import mouth_opening
 from engine.lipsync.metrics import gradient_ring, jitter, motion_lmd, mouth_box, psnr_ssim, sync_meter
 from engine.lipsync.model import PriorModel, fit_prior
+from engine.pipeline.crosscheck import IndependentLandmarker
 from engine.pipeline.fit import (
     AudioTrack,
     SpeakerFit,
@@ -248,20 +249,38 @@ class SideBySide:
         self.writer.close()
 
 
+@dataclass
+class Measured:
+    """What a render's measuring pass collected: the engine's re-analysis (mesh landmarks per frame),
+    the integrity stats, the contact-sheet pairs, and the independent landmarker's opening of the
+    original and of the rendered frame (NaN outside the rendered range or where it found no face)."""
+
+    landmarks: np.ndarray
+    stats: FrameStats
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    open_original: np.ndarray
+    open_render: np.ndarray
+
+
 def _render_and_measure(
     clip: Clip, fit: SpeakerFit, codes: np.ndarray, start: int, stop: int, sheet_every: int,
     side: SideBySide | None, cancel: CancelToken | None, refiner: Any = None,
-) -> tuple[np.ndarray, FrameStats, list[tuple[np.ndarray, np.ndarray]]]:
+    independent: IndependentLandmarker | None = None,
+) -> Measured:
     plan = plan_face(clip.track, fit, codes)
     plan.refiner = refiner
     stats = FrameStats()
     re = Reanalyser(clip.fps, clip.size)
-    _, real_lm, _ = clip.track.dense(clip.n)
+    ok_face, real_lm, _ = clip.track.dense(clip.n)
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    open_o, open_r = np.full(clip.n, np.nan), np.full(clip.n, np.nan)
 
     def on_frame(i: int, original: np.ndarray, result: np.ndarray, details: list[FrameResult]) -> None:
         stats.add(original, result, details, real_lm[i])
         re.add(i, float(clip.frame_times[i]), result)
+        if independent is not None and ok_face[i]:
+            open_o[i] = independent.opening(original, real_lm[i])
+            open_r[i] = independent.opening(result, real_lm[i])
         if (i - start) % sheet_every == 0 and len(pairs) < 12:
             pairs.append(_face_crops(original, result, real_lm[i]))
         if side is not None:
@@ -270,11 +289,12 @@ def _render_and_measure(
     render_frames(clip.path, [plan], lambda i, f: None, start, stop, cancel=cancel, on_frame=on_frame)
     if side is not None:
         side.close()
-    return re.landmarks(clip.n), stats, pairs
+    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r)
 
 
 def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
-                        net: NetChoice | None = None) -> dict[str, Any]:
+                        net: NetChoice | None = None, independent: IndependentLandmarker | None = None
+                        ) -> dict[str, Any]:
     n = clip.n
     split = round(n * TRAIN_FRACTION)
     train = np.arange(n) < split
@@ -285,8 +305,8 @@ def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, can
     codes = target_codes(fit, clip.signals, clip.fps)
     refiner = net.refiner(clip, split, cancel) if net is not None else None
     t0 = time.monotonic()
-    rendered, stats, pairs = _render_and_measure(clip, fit, codes, split, n, max(1, (n - split) // 6), None, cancel,
-                                                 refiner)
+    m = _render_and_measure(clip, fit, codes, split, n, max(1, (n - split) // 6), None, cancel, refiner, independent)
+    rendered, stats, pairs = m.landmarks, m.stats, m.pairs
     render_s = time.monotonic() - t0
     (out_dir / f".{clip.name}_bank_self.npy").unlink(missing_ok=True)
     _sheet(pairs, out_dir / f"{clip.name}_self.png")
@@ -302,6 +322,7 @@ def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, can
     return {
         "clip": clip.name, "seconds": n / clip.fps, "held_frames": len(hr), "model": fit.model.kind,
         "r_open": _corr(op_render, op_real), "r_target": _corr(op_target, op_real),
+        "r_open_ind": _corr(m.open_render[held], m.open_original[held]),
         "lmd_ratio": lmd / lmd_still if lmd_still else np.nan,
         "psnr": float(np.nanmean(stats.psnr or [np.nan])), "ssim": float(np.nanmean(stats.ssim or [np.nan])),
         "lag_frames": fit.lag_frames, "untouched_self": stats.untouched, "jitter_self": jitter(rendered[hr]) / jitter(real[hr]) if len(hr) > 3 else np.nan,
@@ -344,8 +365,40 @@ def _closures_per_s(opening: np.ndarray, speech: np.ndarray, level: float, fps: 
     return events / secs if secs > 0 else float("nan")
 
 
+def dub_measures(op_render: np.ndarray, op_real: np.ndarray, own: TrackSignals, dub: TrackSignals, fps: float,
+                 face: np.ndarray) -> dict[str, Any]:
+    """The dubbed render's opening-based measures (QUALITY.md section 2): the sync meter with its two
+    reference rows, natural motion, and rest in the dub's silences. ``op_render``/``op_real``: the
+    re-measured and the original mouth opening per frame (NaN where unmeasured), ``face``: frames
+    where the track has the face."""
+    mine = sync_meter(op_real, own.energy_db, fps)
+    ref_dub = sync_meter(op_real, dub.energy_db, fps)
+    res = sync_meter(op_render, dub.energy_db, fps)
+    sp_real = own.speech & np.isfinite(op_real)
+    sp_dub = dub.speech & np.isfinite(op_render)
+    std_ratio = np.nanstd(op_render[sp_dub]) / np.nanstd(op_real[sp_real]) if sp_dub.any() and sp_real.any() else np.nan
+    spd_r = np.abs(np.diff(op_render))[sp_dub[1:]]
+    spd_o = np.abs(np.diff(op_real))[sp_real[1:]]
+    speed_ratio = np.nanmean(spd_r) / np.nanmean(spd_o) if len(spd_r) and len(spd_o) else np.nan
+    # Resting level: measured on the real footage, not taken from the model: the speaker's mouth in
+    # their own pauses (the closest fifth of it), with a tolerance of a quarter of their speech range.
+    speech_ops = op_real[sp_real]
+    span = float(np.nanpercentile(speech_ops, 90) - np.nanpercentile(speech_ops, 10)) if speech_ops.size else 0.0
+    rest_level = resting_level(op_real, own.speech) + 0.25 * span
+    close_r = _closures_per_s(op_render, dub.speech, rest_level, fps)
+    close_o = _closures_per_s(op_real, own.speech, rest_level, fps)
+    sil = _silence_runs(dub.speech, fps) & np.isfinite(op_render) & face
+    rest_rate = float(np.mean(op_render[sil] <= rest_level)) if sil.any() else np.nan
+    return {
+        "z_own": mine.z, "z_orig_dub": ref_dub.z, "z_render": res.z, "lag_ms": res.lag_ms,
+        "r_prior_own": mine.r, "r_prior_render": res.r, "std_ratio": std_ratio, "speed_ratio": speed_ratio,
+        "close_ratio": close_r / close_o if close_o else np.nan, "silence_frames": int(sil.sum()),
+        "rest_rate": rest_rate,
+    }
+
+
 def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
-           net: NetChoice | None = None) -> dict[str, Any]:
+           net: NetChoice | None = None, independent: IndependentLandmarker | None = None) -> dict[str, Any]:
     n = clip.n
     fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, prior=prior,
                       bank_path=out_dir / f".{clip.name}_bank_dub.npy", cancel=cancel)
@@ -368,40 +421,24 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
             side.close()
 
     refiner = net.refiner(clip, None, cancel) if net is not None else None
-    rendered, stats, pairs = _render_and_measure(clip, fit, codes, 0, n, max(1, n // 12), _Limited(), cancel,  # type: ignore[arg-type]
-                                                 refiner)
+    m = _render_and_measure(clip, fit, codes, 0, n, max(1, n // 12), _Limited(), cancel,  # type: ignore[arg-type]
+                            refiner, independent)
+    rendered, stats = m.landmarks, m.stats
     (out_dir / f".{clip.name}_bank_dub.npy").unlink(missing_ok=True)
-    _sheet(pairs, out_dir / f"{clip.name}_dub.png")
+    _sheet(m.pairs, out_dir / f"{clip.name}_dub.png")
     ok_face, real, _ = clip.track.dense(n)
     op_render = np.where(_valid_rows(rendered), mouth_opening(np.nan_to_num(rendered)), np.nan)
     op_real = np.where(_valid_rows(real), mouth_opening(np.nan_to_num(real)), np.nan)
-    own = sync_meter(op_real, clip.signals.energy_db, clip.fps)
-    ref_dub = sync_meter(op_real, dub.energy_db, clip.fps)
-    res = sync_meter(op_render, dub.energy_db, clip.fps)
-    sp_real = clip.signals.speech & np.isfinite(op_real)
-    sp_dub = dub.speech & np.isfinite(op_render)
-    std_ratio = np.nanstd(op_render[sp_dub]) / np.nanstd(op_real[sp_real]) if sp_dub.any() and sp_real.any() else np.nan
-    spd_r = np.abs(np.diff(op_render))[sp_dub[1:]]
-    spd_o = np.abs(np.diff(op_real))[sp_real[1:]]
-    speed_ratio = np.nanmean(spd_r) / np.nanmean(spd_o) if len(spd_r) and len(spd_o) else np.nan
-    # Resting level: measured on the real footage, not taken from the model: the speaker's mouth in
-    # their own pauses (the closest fifth of it), with a tolerance of a quarter of their speech range.
-    speech_ops = op_real[sp_real]
-    span = float(np.nanpercentile(speech_ops, 90) - np.nanpercentile(speech_ops, 10)) if speech_ops.size else 0.0
-    rest_level = resting_level(op_real, clip.signals.speech) + 0.25 * span
-    close_r = _closures_per_s(op_render, dub.speech, rest_level, clip.fps)
-    close_o = _closures_per_s(op_real, clip.signals.speech, rest_level, clip.fps)
-    sil = _silence_runs(dub.speech, clip.fps) & np.isfinite(op_render)
-    sil &= ok_face
-    rest_rate = float(np.mean(op_render[sil] <= rest_level)) if sil.any() else np.nan
+    row = {"dub": dub_path.stem, **dub_measures(op_render, op_real, clip.signals, dub, clip.fps, ok_face)}
+    if independent is not None:
+        ind = dub_measures(m.open_render, m.open_original, clip.signals, dub, clip.fps, ok_face)
+        row.update({f"{k}_ind": v for k, v in ind.items()})
     both = _valid_rows(rendered) & _valid_rows(real)
-    return {
-        "dub": dub_path.stem, "z_own": own.z, "z_orig_dub": ref_dub.z, "z_render": res.z, "lag_ms": res.lag_ms,
-        "r_prior_own": own.r, "r_prior_render": res.r, "std_ratio": std_ratio, "speed_ratio": speed_ratio,
-        "close_ratio": close_r / close_o if close_o else np.nan, "silence_frames": int(sil.sum()),
-        "rest_rate": rest_rate, "untouched_dub": stats.untouched, "seam_dub": stats.seam_ratio,
+    row.update({
+        "untouched_dub": stats.untouched, "seam_dub": stats.seam_ratio,
         "jitter_dub": jitter(rendered[both]) / jitter(real[both]) if both.sum() > 3 else np.nan,
-    }
+    })
+    return row
 
 
 def list_clips(media: Path, names: list[str] | None = None) -> list[Path]:
@@ -473,10 +510,13 @@ class LeaveOneOutLibrary:
 
 def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progress: ProgressFn | None = None,
              cancel: CancelToken | None = None, say: Any = print, engine: str = "retrieval",
-             device: str = "auto") -> list[dict[str, Any]]:
+             device: str = "auto", independent: bool = True) -> list[dict[str, Any]]:
     """Evaluate every clip; returns one row per clip (also printed by the CLI). ``engine="net"``: the
-    mouths are rendered with each speaker's regeneration network on ``device`` (trained when not cached)."""
+    mouths are rendered with each speaker's regeneration network on ``device`` (trained when not cached).
+    ``independent``: measure the openings a second time with dlib's landmarker (the ``*_ind`` columns,
+    engine.pipeline.crosscheck)."""
     net = NetChoice(device) if engine == "net" else None
+    ind = IndependentLandmarker() if independent else None
     out_dir.mkdir(parents=True, exist_ok=True)
     all_clips = list_clips(media)
     chosen = list_clips(media, names)
@@ -496,17 +536,19 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
             loaded[path.stem] = clip
     library = LeaveOneOutLibrary(entries)
     rows = []
-    for k, path in enumerate(chosen):
+    for path in chosen:
         clip = loaded.get(path.stem)
         if clip is None:
             continue
         say(f"evaluating {path.name}")
         prior = library.prior_for(clip.name)
-        row = self_reconstruction(clip, prior, out_dir, cancel, net)
+        row = self_reconstruction(clip, prior, out_dir, cancel, net, ind)
         row["engine"] = engine
-        dub = dubs[k % len(dubs)] if dubs else None
+        # The dub is chosen by the clip's place among all clips, so a run on a few clips renders the
+        # same dubs as the full run.
+        dub = dubs[all_clips.index(path) % len(dubs)] if dubs else None
         if dub is not None:
-            row.update(dubbed(clip, dub, prior, out_dir, cancel, net))
+            row.update(dubbed(clip, dub, prior, out_dir, cancel, net, ind))
         rows.append(row)
         say(format_row(row))
     return rows
@@ -519,6 +561,9 @@ COLUMNS = [
     ("r_prior_render", "{:+.2f}"), ("std_ratio", "{:.2f}"), ("speed_ratio", "{:.2f}"), ("close_ratio", "{:.2f}"),
     ("rest_rate", "{:.2f}"), ("untouched_self", "{:.3f}"), ("untouched_dub", "{:.3f}"), ("jitter_self", "{:.2f}"),
     ("jitter_dub", "{:.2f}"), ("seam_self", "{:.2f}"), ("seam_dub", "{:.2f}"), ("render_fps", "{:5.1f}"),
+    # The same openings measured by the independent landmarker (engine.pipeline.crosscheck).
+    ("r_open_ind", "{:+.2f}"), ("z_own_ind", "{:+.1f}"), ("z_orig_dub_ind", "{:+.1f}"), ("z_render_ind", "{:+.1f}"),
+    ("r_prior_own_ind", "{:+.2f}"), ("r_prior_render_ind", "{:+.2f}"), ("rest_rate_ind", "{:.2f}"),
 ]
 
 
@@ -544,12 +589,27 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         return float(np.sum(v[good] * w[good]) / np.sum(w[good])) if good.any() else float("nan")
 
     long = [r for r in rows if r["seconds"] >= 10.0 - 0.15]
-    return {
+    out = {
         "r_open_all": wmean("r_open", rows), "r_open_long": wmean("r_open", long) if long else float("nan"),
         "r_target_all": wmean("r_target", rows), "r_target_long": wmean("r_target", long) if long else float("nan"),
         "lmd_ratio_mean": float(np.nanmean([r["lmd_ratio"] for r in rows])),
         "clips": float(len(rows)), "long_clips": float(len(long)),
     }
+    for sfx in ("", "_ind"):
+        measured = [r for r in rows if f"r_open{sfx}" in r]
+        if not measured:
+            continue
+        out[f"r_open{sfx}_all"] = wmean(f"r_open{sfx}", measured)
+        out[f"r_open{sfx}_long"] = wmean(f"r_open{sfx}", [r for r in measured if r["seconds"] >= 10.0 - 0.15]) if long else float("nan")
+        # Sync: the clips whose original scores z >= 2 with its own audio are the eligible ones.
+        eligible = [r[f"z_render{sfx}"] for r in rows if r.get(f"z_own{sfx}", np.nan) >= 2.0]
+        rest = [r[f"rest_rate{sfx}"] for r in rows if np.isfinite(r.get(f"rest_rate{sfx}", np.nan))]
+        prior = [r[f"r_prior_render{sfx}"] - r[f"r_prior_own{sfx}"] for r in rows
+                 if np.isfinite(r.get(f"r_prior_render{sfx}", np.nan))]
+        out[f"sync_ok{sfx}"], out[f"sync_eligible{sfx}"] = float(sum(z >= 2.0 for z in eligible)), float(len(eligible))
+        out[f"rest_ok{sfx}"], out[f"rest_clips{sfx}"] = float(sum(v >= 0.95 for v in rest)), float(len(rest))
+        out[f"prior_ok{sfx}"], out[f"prior_clips{sfx}"] = float(sum(d <= 0.2 for d in prior)), float(len(prior))
+    return out
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -568,4 +628,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"target-landmark r: all {s['r_target_all']:+.3f}, >= 10 s {s['r_target_long']:+.3f}; "
             f"motion LMD / still mean {s['lmd_ratio_mean']:.2f}"
         )
+        for sfx, who in (("", "engine's mesh"), ("_ind", "independent landmarker")):
+            if f"sync_ok{sfx}" not in s:
+                continue
+            lines.append(
+                f"{who}: opening r all {s[f'r_open{sfx}_all']:+.3f}, >= 10 s {s[f'r_open{sfx}_long']:+.3f}; "
+                f"dubbed z >= 2 on {int(s[f'sync_ok{sfx}'])}/{int(s[f'sync_eligible{sfx}'])} eligible; "
+                f"rest >= 95% on {int(s[f'rest_ok{sfx}'])}/{int(s[f'rest_clips{sfx}'])}; "
+                f"r_prior within 0.2 on {int(s[f'prior_ok{sfx}'])}/{int(s[f'prior_clips{sfx}'])}"
+            )
     return "\n".join(lines)

@@ -97,3 +97,22 @@ def test_project_preview_renders_assigned_range_only(clip, shared_media: Path) -
         assert np.array_equal(o2, r2)
     finally:
         preview.close()
+
+
+def test_independent_landmarker_agrees_with_the_tracker_on_the_source(clip) -> None:  # type: ignore[no-untyped-def]
+    """The eval's second measurer reads the same mouth as the engine's own tracker on real footage
+    (it would be no check at all if it read something else)."""
+    from engine.media.reader import VideoReader
+    from engine.pipeline.crosscheck import IndependentLandmarker
+
+    ok, real, _ = clip.track.dense(clip.n)
+    lm = IndependentLandmarker()
+    ind = np.full(clip.n, np.nan)
+    with VideoReader(clip.path, pixel_format="bgr24") as reader:
+        for i, frame in reader.iter_frames(0, clip.n):
+            if ok[i]:
+                ind[i] = lm.opening(frame, real[i])
+    found = np.isfinite(ind) & ok
+    assert found.sum() >= 0.9 * ok.sum(), "dlib finds the face wherever the tracker has it"
+    r = np.corrcoef(ind[found], mouth_opening(real[found]))[0, 1]
+    assert r > 0.7, f"the two landmarkers' openings agree only at r={r:.2f}"
