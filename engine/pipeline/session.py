@@ -46,9 +46,24 @@ SPEECH_JUMP_COST = 0.4
 REST_JUMP_COST = 0.1
 
 
+def within_bank(codes: np.ndarray, bank_codes: np.ndarray) -> np.ndarray:
+    """``codes`` with each component kept inside the range the texture bank's frames span.
+
+    The synthesis can only show mouths the speaker was filmed making: a target beyond them is a real
+    mouth warped past its own shape, and far past it that reads as something else (on
+    latentsync_demo1 a held-out opening 1.5x the widest training mouth rendered as a stretched grin
+    whose teeth an independent landmarker took for closed lips)."""
+    c = np.asarray(codes, np.float64)
+    b = np.asarray(bank_codes, np.float64)
+    if len(b) == 0:
+        return c
+    return np.clip(c, b.min(axis=0), b.max(axis=0))
+
+
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     n = len(codes)
     ok, lm, pose = track.dense(n)
+    codes = within_bank(codes, fit.bank.codes)
     # At rest (the dub's silences) the path may move freely to the best closed mouth: closed mouths
     # look alike, so a jump there does not flicker, and carrying a speaking run on into a silence would.
     resting = np.linalg.norm((np.asarray(codes) - fit.shape.rest) / fit.shape.scale, axis=1) < 0.05

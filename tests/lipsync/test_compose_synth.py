@@ -389,3 +389,20 @@ def test_two_faces_in_one_frame_each_get_their_own_mouth_and_nothing_else_change
             x0, y0, x1, y1 = d.mask.box
             if mouth_opening(lms[i]) < 0.1:
                 assert not np.array_equal(out[y0:y1, x0:x1], frames[i][y0:y1, x0:x1])
+
+
+def test_plan_never_asks_the_warp_for_a_mouth_beyond_the_bank() -> None:
+    lms, frames, fit, track = _speaker()
+    lo, hi = fit.bank.codes.min(0), fit.bank.codes.max(0)
+    widest = fit.bank.codes[np.argmax(mouth_opening(lms))]
+    # Twice as far from the mean as the widest filmed mouth, and one inside the range.
+    beyond = np.repeat((2.0 * widest)[None], N, 0)
+    inside = np.repeat(((lo + hi) / 2)[None], N, 0)
+    plan = plan_face(track, fit, np.where((np.arange(N) < N // 2)[:, None], beyond, inside))
+    assert np.all(plan.codes >= lo - 1e-9) and np.all(plan.codes <= hi + 1e-9)
+    np.testing.assert_allclose(plan.codes[N // 2 :], inside[N // 2 :])
+    asked = fit.shape.code_opening(plan.codes[:1])[0]
+    filmed = fit.shape.code_opening(fit.bank.codes).max()
+    assert asked <= 1.2 * filmed, f"asked for an opening of {asked:.3f}, the bank's widest is {filmed:.3f}"
+    out = FrameComposer([plan])(0, frames[0])
+    assert out.shape == frames[0].shape
