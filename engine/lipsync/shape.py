@@ -110,6 +110,13 @@ class ShapeModel:
         return out
 
 
+# Lips that touch are the far end of a speaker's opening distribution, not its tenth percentile: on
+# latentsync_demo3 the frames at the tenth percentile show the lips parted (a rest rendered from them
+# read 0.08-0.11 to an independent landmarker, above the speaker's own resting level of 0.076), while
+# the lowest 3% are closed.
+CLOSED_QUANTILE = 0.03
+
+
 def fit_shape_model(
     landmarks: np.ndarray,
     n_components: int = 8,
@@ -152,8 +159,8 @@ def fit_shape_model(
         pool = np.flatnonzero(silent)
     # The closed mouth: the frames among the pool with the smallest opening. Some speakers keep their
     # lips apart in the pauses of their speech (a pause is often a breath): the rest is then no more
-    # open than the speaker's tenth-percentile opening overall, so a dub's silence shows closed lips.
-    thr = min(float(np.quantile(opening[pool], 0.2)), float(np.quantile(opening, 0.1)))
+    # open than the speaker's CLOSED_QUANTILE opening overall, so a dub's silence shows closed lips.
+    thr = min(float(np.quantile(opening[pool], 0.2)), float(np.quantile(opening, CLOSED_QUANTILE)))
     closed = np.flatnonzero(opening <= thr)
     if len(closed) > 0 and len(pool) < len(lm):
         in_pool = np.intersect1d(closed, pool)

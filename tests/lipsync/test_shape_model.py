@@ -148,3 +148,16 @@ def test_ridge_primal_and_dual_forms_agree() -> None:
         scale = np.mean(np.sum(xc**2, axis=1))
         closed = np.linalg.solve(xc.T @ xc + dual.lam * scale * np.eye(d), xc.T @ (y - y.mean(0)))
         assert np.allclose(primal.weights, closed, atol=1e-8)
+
+
+def test_rest_is_the_touching_lips_not_a_low_percentile_of_speech() -> None:
+    """A speaker who closes the lips on only a few frames (4%) and otherwise keeps them at least a
+    little apart: the rest is those closed frames, not the slightly parted tenth percentile."""
+    rng = np.random.default_rng(11)
+    n = 250
+    opening = rng.uniform(0.06, 0.3, n)
+    opening[rng.choice(n, 10, replace=False)] = rng.uniform(0.0, 0.01, 10)
+    lms = np.stack([face_landmarks(o, seed=i % 4) for i, o in enumerate(opening)])
+    model = fit_shape_model(lms, 5)
+    assert np.quantile(mouth_opening(lms), 0.1) > 0.06
+    assert model.rest_opening < 0.02
