@@ -161,6 +161,9 @@ def fit_shape_model(
     # lips apart in the pauses of their speech (a pause is often a breath): the rest is then no more
     # open than the speaker's CLOSED_QUANTILE opening overall, so a dub's silence shows closed lips.
     thr = min(float(np.quantile(opening[pool], 0.2)), float(np.quantile(opening, CLOSED_QUANTILE)))
+    # On short footage that quantile is one or two frames: take at least the five most closed, so one
+    # misread frame cannot become the rest.
+    thr = max(thr, float(np.sort(opening)[min(5, len(opening)) - 1]))
     closed = np.flatnonzero(opening <= thr)
     if len(closed) > 0 and len(pool) < len(lm):
         in_pool = np.intersect1d(closed, pool)

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.errors import LipdubError
 from engine.lipsync.geometry import mouth_opening
 from engine.lipsync.metrics import gradient_ring, jitter, motion_lmd, mouth_box, psnr_ssim, sync_meter
 from engine.lipsync.model import PriorModel, fit_prior
@@ -260,6 +261,7 @@ class Measured:
     pairs: list[tuple[np.ndarray, np.ndarray]]
     open_original: np.ndarray
     open_render: np.ndarray
+    measure_s: float = 0.0  # time spent in the independent landmarker (not rendering)
 
 
 def _render_and_measure(
@@ -274,13 +276,19 @@ def _render_and_measure(
     ok_face, real_lm, _ = clip.track.dense(clip.n)
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
     open_o, open_r = np.full(clip.n, np.nan), np.full(clip.n, np.nan)
+    spent = [0.0]
 
     def on_frame(i: int, original: np.ndarray, result: np.ndarray, details: list[FrameResult]) -> None:
         stats.add(original, result, details, real_lm[i])
         re.add(i, float(clip.frame_times[i]), result)
         if independent is not None and ok_face[i]:
-            open_o[i] = independent.opening(original, real_lm[i])
-            open_r[i] = independent.opening(result, real_lm[i])
+            t0 = time.monotonic()
+            # One face box, found on the original, for both readings: only the mouth differs.
+            box = independent.find_face(original, real_lm[i])
+            if box is not None:
+                open_o[i] = independent.opening(original, real_lm[i], box)
+                open_r[i] = independent.opening(result, real_lm[i], box)
+            spent[0] += time.monotonic() - t0
         if (i - start) % sheet_every == 0 and len(pairs) < 12:
             pairs.append(_face_crops(original, result, real_lm[i]))
         if side is not None:
@@ -289,7 +297,7 @@ def _render_and_measure(
     render_frames(clip.path, [plan], lambda i, f: None, start, stop, cancel=cancel, on_frame=on_frame)
     if side is not None:
         side.close()
-    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r)
+    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r, spent[0])
 
 
 def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
@@ -307,7 +315,7 @@ def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, can
     t0 = time.monotonic()
     m = _render_and_measure(clip, fit, codes, split, n, max(1, (n - split) // 6), None, cancel, refiner, independent)
     rendered, stats, pairs = m.landmarks, m.stats, m.pairs
-    render_s = time.monotonic() - t0
+    render_s = time.monotonic() - t0 - m.measure_s
     (out_dir / f".{clip.name}_bank_self.npy").unlink(missing_ok=True)
     _sheet(pairs, out_dir / f"{clip.name}_self.png")
     held = np.arange(split, n)
@@ -323,11 +331,22 @@ def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, can
         "clip": clip.name, "seconds": n / clip.fps, "held_frames": len(hr), "model": fit.model.kind,
         "r_open": _corr(op_render, op_real), "r_target": _corr(op_target, op_real),
         "r_open_ind": _corr(m.open_render[held], m.open_original[held]),
+        # Frames both landmarkers measured (the independent r's weight), and the share of the
+        # held-out face frames the independent one found a face on.
+        "held_frames_ind": int(np.sum(np.isfinite(m.open_render[held]) & np.isfinite(m.open_original[held]))),
         "lmd_ratio": lmd / lmd_still if lmd_still else np.nan,
         "psnr": float(np.nanmean(stats.psnr or [np.nan])), "ssim": float(np.nanmean(stats.ssim or [np.nan])),
+        "ind_found_self": _found(m, held, clip) if independent is not None else np.nan,
         "lag_frames": fit.lag_frames, "untouched_self": stats.untouched, "jitter_self": jitter(rendered[hr]) / jitter(real[hr]) if len(hr) > 3 else np.nan,
         "seam_self": stats.seam_ratio, "fit_s": fit_s, "render_fps": (n - split) / max(render_s, 1e-6),
     }
+
+
+def _found(m: Measured, frames: np.ndarray, clip: Clip) -> float:
+    """Share of ``frames`` with a tracked face where the independent landmarker read the render."""
+    ok_face, _, _ = clip.track.dense(clip.n)
+    face = frames[ok_face[frames]]
+    return float(np.mean(np.isfinite(m.open_render[face]))) if len(face) else float("nan")
 
 
 def _silence_runs(speech: np.ndarray, fps: float, min_s: float = 0.3) -> np.ndarray:
@@ -388,7 +407,7 @@ def dub_measures(op_render: np.ndarray, op_real: np.ndarray, own: TrackSignals, 
     close_r = _closures_per_s(op_render, dub.speech, rest_level, fps)
     close_o = _closures_per_s(op_real, own.speech, rest_level, fps)
     sil = _silence_runs(dub.speech, fps) & np.isfinite(op_render) & face
-    rest_rate = float(np.mean(op_render[sil] <= rest_level)) if sil.any() else np.nan
+    rest_rate = float(np.mean(op_render[sil] <= rest_level)) if sil.any() and np.isfinite(rest_level) else np.nan
     return {
         "z_own": mine.z, "z_orig_dub": ref_dub.z, "z_render": res.z, "lag_ms": res.lag_ms,
         "r_prior_own": mine.r, "r_prior_render": res.r, "std_ratio": std_ratio, "speed_ratio": speed_ratio,
@@ -433,6 +452,7 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
     if independent is not None:
         ind = dub_measures(m.open_render, m.open_original, clip.signals, dub, clip.fps, ok_face)
         row.update({f"{k}_ind": v for k, v in ind.items()})
+        row["ind_found_dub"] = _found(m, np.arange(n), clip)
     both = _valid_rows(rendered) & _valid_rows(real)
     row.update({
         "untouched_dub": stats.untouched, "seam_dub": stats.seam_ratio,
@@ -447,6 +467,12 @@ def list_clips(media: Path, names: list[str] | None = None) -> list[Path]:
         wanted = {Path(x).stem for x in names}
         clips = [c for c in clips if c.stem in wanted]
     return clips
+
+
+def dub_for(clip: Path, all_clips: list[Path], dubs: list[Path]) -> Path | None:
+    """The dub a clip is rendered with: chosen by the clip's place among all clips, so a run on a
+    few clips (``--clips``) renders the same dubs as the full run."""
+    return dubs[all_clips.index(clip) % len(dubs)] if dubs else None
 
 
 def list_dubs(media: Path) -> list[Path]:
@@ -516,7 +542,12 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
     ``independent``: measure the openings a second time with dlib's landmarker (the ``*_ind`` columns,
     engine.pipeline.crosscheck)."""
     net = NetChoice(device) if engine == "net" else None
-    ind = IndependentLandmarker() if independent else None
+    ind = None
+    if independent:
+        try:
+            ind = IndependentLandmarker()
+        except (ImportError, LipdubError) as exc:  # e.g. a build that ships without the 68-point model
+            say(f"the independent landmarker is not available ({exc}); measuring with the engine's own only")
     out_dir.mkdir(parents=True, exist_ok=True)
     all_clips = list_clips(media)
     chosen = list_clips(media, names)
@@ -544,9 +575,7 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
         prior = library.prior_for(clip.name)
         row = self_reconstruction(clip, prior, out_dir, cancel, net, ind)
         row["engine"] = engine
-        # The dub is chosen by the clip's place among all clips, so a run on a few clips renders the
-        # same dubs as the full run.
-        dub = dubs[all_clips.index(path) % len(dubs)] if dubs else None
+        dub = dub_for(path, all_clips, dubs)
         if dub is not None:
             row.update(dubbed(clip, dub, prior, out_dir, cancel, net, ind))
         rows.append(row)
@@ -556,14 +585,15 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
 
 COLUMNS = [
     ("clip", "{:<28}"), ("seconds", "{:5.1f}"), ("model", "{:<13}"), ("r_open", "{:+.2f}"), ("r_target", "{:+.2f}"), ("lag_frames", "{:+d}"),
-    ("lmd_ratio", "{:.2f}"), ("psnr", "{:5.1f}"), ("ssim", "{:.3f}"), ("dub", "{:<17}"), ("z_own", "{:+.1f}"),
-    ("z_orig_dub", "{:+.1f}"), ("z_render", "{:+.1f}"), ("lag_ms", "{:3.0f}"), ("r_prior_own", "{:+.2f}"),
+    ("lmd_ratio", "{:.2f}"), ("psnr", "{:5.1f}"), ("ssim", "{:.3f}"), ("dub", "{:<17}"), ("z_own", "{:+.2f}"),
+    ("z_orig_dub", "{:+.2f}"), ("z_render", "{:+.2f}"), ("lag_ms", "{:3.0f}"), ("r_prior_own", "{:+.2f}"),
     ("r_prior_render", "{:+.2f}"), ("std_ratio", "{:.2f}"), ("speed_ratio", "{:.2f}"), ("close_ratio", "{:.2f}"),
     ("rest_rate", "{:.2f}"), ("untouched_self", "{:.3f}"), ("untouched_dub", "{:.3f}"), ("jitter_self", "{:.2f}"),
     ("jitter_dub", "{:.2f}"), ("seam_self", "{:.2f}"), ("seam_dub", "{:.2f}"), ("render_fps", "{:5.1f}"),
     # The same openings measured by the independent landmarker (engine.pipeline.crosscheck).
-    ("r_open_ind", "{:+.2f}"), ("z_own_ind", "{:+.1f}"), ("z_orig_dub_ind", "{:+.1f}"), ("z_render_ind", "{:+.1f}"),
+    ("r_open_ind", "{:+.2f}"), ("z_own_ind", "{:+.2f}"), ("z_orig_dub_ind", "{:+.2f}"), ("z_render_ind", "{:+.2f}"),
     ("r_prior_own_ind", "{:+.2f}"), ("r_prior_render_ind", "{:+.2f}"), ("rest_rate_ind", "{:.2f}"),
+    ("ind_found_self", "{:.2f}"), ("ind_found_dub", "{:.2f}"),
 ]
 
 
@@ -582,9 +612,9 @@ def format_row(row: dict[str, Any]) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Frame-weighted opening r (all clips / clips of 10 s or more) and the other targets' aggregates."""
-    def wmean(key: str, sel: list[dict[str, Any]]) -> float:
+    def wmean(key: str, sel: list[dict[str, Any]], weight: str = "held_frames") -> float:
         v = np.array([r[key] for r in sel], float)
-        w = np.array([r["held_frames"] for r in sel], float)
+        w = np.array([r.get(weight, r["held_frames"]) for r in sel], float)
         good = np.isfinite(v)
         return float(np.sum(v[good] * w[good]) / np.sum(w[good])) if good.any() else float("nan")
 
@@ -599,13 +629,16 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         measured = [r for r in rows if f"r_open{sfx}" in r]
         if not measured:
             continue
-        out[f"r_open{sfx}_all"] = wmean(f"r_open{sfx}", measured)
-        out[f"r_open{sfx}_long"] = wmean(f"r_open{sfx}", [r for r in measured if r["seconds"] >= 10.0 - 0.15]) if long else float("nan")
+        weight = f"held_frames{sfx}"
+        out[f"r_open{sfx}_all"] = wmean(f"r_open{sfx}", measured, weight)
+        long_measured = [r for r in measured if r["seconds"] >= 10.0 - 0.15]
+        out[f"r_open{sfx}_long"] = wmean(f"r_open{sfx}", long_measured, weight) if long else float("nan")
+        out[f"r_open{sfx}_clips"] = float(sum(np.isfinite(r[f"r_open{sfx}"]) for r in measured))
         # Sync: the clips whose original scores z >= 2 with its own audio are the eligible ones.
         eligible = [r[f"z_render{sfx}"] for r in rows if r.get(f"z_own{sfx}", np.nan) >= 2.0]
         rest = [r[f"rest_rate{sfx}"] for r in rows if np.isfinite(r.get(f"rest_rate{sfx}", np.nan))]
         prior = [r[f"r_prior_render{sfx}"] - r[f"r_prior_own{sfx}"] for r in rows
-                 if np.isfinite(r.get(f"r_prior_render{sfx}", np.nan))]
+                 if np.isfinite(r.get(f"r_prior_render{sfx}", np.nan)) and np.isfinite(r.get(f"r_prior_own{sfx}", np.nan))]
         out[f"sync_ok{sfx}"], out[f"sync_eligible{sfx}"] = float(sum(z >= 2.0 for z in eligible)), float(len(eligible))
         out[f"rest_ok{sfx}"], out[f"rest_clips{sfx}"] = float(sum(v >= 0.95 for v in rest)), float(len(rest))
         out[f"prior_ok{sfx}"], out[f"prior_clips{sfx}"] = float(sum(d <= 0.2 for d in prior)), float(len(prior))
@@ -613,8 +646,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    heads = [k for k, _ in COLUMNS]
-    cells = [[_fmt(f, r.get(k, float("nan"))).strip() for k, f in COLUMNS] for r in rows]
+    # Columns no row has (the *_ind ones of a run without the independent landmarker) are left out.
+    columns = [(k, f) for k, f in COLUMNS if any(k in r for r in rows)] if rows else COLUMNS
+    heads = [k for k, _ in columns]
+    cells = [[_fmt(f, r.get(k, float("nan"))).strip() for k, f in columns] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(heads)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
@@ -632,9 +667,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             if f"sync_ok{sfx}" not in s:
                 continue
             lines.append(
-                f"{who}: opening r all {s[f'r_open{sfx}_all']:+.3f}, >= 10 s {s[f'r_open{sfx}_long']:+.3f}; "
+                f"{who}: opening r all {s[f'r_open{sfx}_all']:+.3f}, >= 10 s {s[f'r_open{sfx}_long']:+.3f} "
+                f"({int(s[f'r_open{sfx}_clips'])} clips measured); "
                 f"dubbed z >= 2 on {int(s[f'sync_ok{sfx}'])}/{int(s[f'sync_eligible{sfx}'])} eligible; "
                 f"rest >= 95% on {int(s[f'rest_ok{sfx}'])}/{int(s[f'rest_clips{sfx}'])}; "
-                f"r_prior within 0.2 on {int(s[f'prior_ok{sfx}'])}/{int(s[f'prior_clips{sfx}'])}"
+                f"r_prior <= own + 0.2 on {int(s[f'prior_ok{sfx}'])}/{int(s[f'prior_clips{sfx}'])}"
             )
     return "\n".join(lines)

@@ -57,16 +57,17 @@ def within_bank(codes: np.ndarray, bank_codes: np.ndarray) -> np.ndarray:
     b = np.asarray(bank_codes, np.float64)
     if len(b) == 0:
         return c
-    return np.clip(c, b.min(axis=0), b.max(axis=0))
+    return np.clip(c, np.nanmin(b, axis=0), np.nanmax(b, axis=0))
 
 
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     n = len(codes)
     ok, lm, pose = track.dense(n)
-    codes = within_bank(codes, fit.bank.codes)
     # At rest (the dub's silences) the path may move freely to the best closed mouth: closed mouths
     # look alike, so a jump there does not flicker, and carrying a speaking run on into a silence would.
+    # (Told from the codes asked for: the rest may lie just outside the bank's range.)
     resting = np.linalg.norm((np.asarray(codes) - fit.shape.rest) / fit.shape.scale, axis=1) < 0.05
+    codes = within_bank(codes, fit.bank.codes)
     jump = np.where(resting, REST_JUMP_COST, SPEECH_JUMP_COST)
     path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale, jump_cost=jump,
                      target_opening=fit.shape.code_opening(codes), bank_opening=fit.shape.code_opening(fit.bank.codes))

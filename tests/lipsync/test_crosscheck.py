@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
 from engine.pipeline.crosscheck import IndependentLandmarker, opening68
-from engine.pipeline.evaluate import dub_measures, format_table, summary
+from engine.pipeline.evaluate import dub_for, dub_measures, format_table, list_clips, list_dubs, summary
 
 
 def _points68(gap: float, iod: float) -> np.ndarray:
@@ -86,8 +87,28 @@ def test_summary_counts_each_measurer_apart() -> None:
     assert np.isclose(s["r_open_ind_all"], 0.5)
     table = format_table(rows)
     assert "engine's mesh: opening r all +0.600" in table
-    assert "independent landmarker: opening r all +0.500, >= 10 s +0.500; dubbed z >= 2 on 2/2 eligible; " \
-           "rest >= 95% on 1/1; r_prior within 0.2 on 1/2" in table
-    # Rows from a run without the second measurer print no line for it.
+    assert "independent landmarker: opening r all +0.500, >= 10 s +0.500 (2 clips measured); dubbed z >= 2 " \
+           "on 2/2 eligible; rest >= 95% on 1/1; r_prior <= own + 0.2 on 1/2" in table
+    # The independent r is weighted by the frames it measured.
+    rows[0]["held_frames_ind"], rows[1]["held_frames_ind"] = 30, 90
+    assert np.isclose(summary(rows)["r_open_ind_all"], (0.6 * 30 + 0.4 * 90) / 120)
+    # Rows from a run without the second measurer print no line and no columns for it.
     plain = [{k: v for k, v in r.items() if not k.endswith("_ind")} for r in rows]
     assert "independent landmarker" not in format_table(plain)
+    assert "_ind" not in format_table(plain)
+
+
+def test_a_run_on_a_few_clips_renders_the_dubs_of_the_full_run(tmp_path: Path) -> None:
+    (tmp_path / "video").mkdir()
+    (tmp_path / "audio").mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mov"):
+        (tmp_path / "video" / name).touch()
+    for name in ("x.wav", "y.mp3", "notes.txt"):
+        (tmp_path / "audio" / name).touch()
+    every, dubs = list_clips(tmp_path), list_dubs(tmp_path)
+    assert [d.name for d in dubs] == ["x.wav", "y.mp3"]
+    full = {c.name: dub_for(c, every, dubs) for c in every}
+    only_b = list_clips(tmp_path, ["b"])
+    assert [c.name for c in only_b] == ["b.mp4"]
+    assert dub_for(only_b[0], every, dubs) == full["b.mp4"] == tmp_path / "audio" / "y.mp3"
+    assert dub_for(only_b[0], every, []) is None

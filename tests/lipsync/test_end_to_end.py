@@ -102,6 +102,7 @@ def test_project_preview_renders_assigned_range_only(clip, shared_media: Path) -
 def test_independent_landmarker_agrees_with_the_tracker_on_the_source(clip) -> None:  # type: ignore[no-untyped-def]
     """The eval's second measurer reads the same mouth as the engine's own tracker on real footage
     (it would be no check at all if it read something else)."""
+    from engine.lipsync.geometry import LIPS_OUTER, interocular
     from engine.media.reader import VideoReader
     from engine.pipeline.crosscheck import IndependentLandmarker
 
@@ -110,8 +111,18 @@ def test_independent_landmarker_agrees_with_the_tracker_on_the_source(clip) -> N
     ind = np.full(clip.n, np.nan)
     with VideoReader(clip.path, pixel_format="bgr24") as reader:
         for i, frame in reader.iter_frames(0, clip.n):
-            if ok[i]:
-                ind[i] = lm.opening(frame, real[i])
+            if not ok[i]:
+                continue
+            p = lm.landmarks(frame, real[i])
+            if p is None:
+                continue
+            ind[i] = lm.opening(frame, real[i])
+            # Image pixels, on the same face: the mouths and the eye distances line up.
+            iod = float(interocular(real[i]))
+            gap = np.linalg.norm(p[48:68].mean(0) - real[i][list(LIPS_OUTER)].mean(0))
+            assert gap < 0.15 * iod, f"frame {i}: dlib's mouth is {gap / iod:.2f} eye distances off"
+            dlib_iod = np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0))
+            assert 0.8 < dlib_iod / iod < 1.25, f"frame {i}: eye distance {dlib_iod:.0f} px against {iod:.0f}"
     found = np.isfinite(ind) & ok
     assert found.sum() >= 0.9 * ok.sum(), "dlib finds the face wherever the tracker has it"
     r = np.corrcoef(ind[found], mouth_opening(real[found]))[0, 1]
