@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import EXIT_CANCELLED, EXIT_OK, BadInputError, Cancelled, LipdubError
+
+if TYPE_CHECKING:
+    from engine.pipeline.render import AssignmentSync
 
 
 def add_parser(sub: Any) -> None:
@@ -66,7 +70,8 @@ def _usage(msg: str) -> BadInputError:
 
 def run(args: argparse.Namespace) -> int:
     """The render; with ``--json`` the outcome is always one JSON line on stdout: ``{"event": "done",
-    "outputs": [...]}`` or ``{"event": "error", "exit_code": N, "message": ...}`` (then the usual
+    "outputs": [...], "sync": [...]}`` (``sync``: the predicted lip-sync score of each assignment, see
+    engine.pipeline.render.AssignmentSync) or ``{"event": "error", "exit_code": N, "message": ...}`` (then the usual
     error on stderr and the exit code)."""
     try:
         return _run(args)
@@ -111,17 +116,34 @@ def _run(args: argparse.Namespace) -> int:
         engine, device = args.engine or "retrieval", args.device or "auto"
         languages, language_mode, audio_mode = None, "one_file_multi_track", "dub_only"
     progress = TerminalProgress(json_lines=args.json)
+    sync: list[tuple[str | None, AssignmentSync]] = []
     try:
         results: list[Any] = render_project(
             project, Path(args.out), languages=languages, language_mode=language_mode, audio_mode=audio_mode,
             engine=engine, device=device, use_library=not args.no_library, progress=progress,
+            on_sync=lambda lang, scores: sync.extend((lang, s) for s in scores),
         )
     finally:
         progress.close()
     if args.json:
-        print(json.dumps({"event": "done", "outputs": [r.to_dict() for r in results]}, ensure_ascii=False),
+        print(json.dumps({"event": "done", "outputs": [r.to_dict() for r in results],
+                          "sync": [{"language": lang, **s.to_dict()} for lang, s in sync]}, ensure_ascii=False),
               flush=True)
     else:
         for r in results:
             print(f"wrote {r.path}: {r.frames} frames, {r.rendered} with a new mouth, {r.fps:.1f} fps")
+        for lang, s in sync:
+            print(sync_line(s, lang))
     return EXIT_OK
+
+
+def _z(value: float | None) -> str:
+    return "not measurable" if value is None or not math.isfinite(value) else f"{value:.1f}"
+
+
+def sync_line(s: AssignmentSync, language: str | None = None) -> str:
+    """``lip sync, face 0 with dub.wav (de): 3.1 (the speaker's own voice: 2.8; 2 or more is a clear
+    match)``: the predicted score of one assignment's planned mouth against its dub."""
+    where = f" ({language})" if language else ""
+    return (f"lip sync, face {s.face} with {s.audio_path.name}{where}: {_z(s.z)} "
+            f"(the speaker's own voice: {_z(s.own_z)}; 2 or more is a clear match)")

@@ -4,7 +4,9 @@ and render, streamed through the export pipeline (or into a preview session)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,45 @@ class TrackAssignment:
     end_s: float | None = None
 
 
+@dataclass(frozen=True)
+class AssignmentSync:
+    """How closely an assignment's planned mouth follows the syllables of its dub, predicted from the
+    plan (nothing decoded or rendered): engine.lipsync.metrics.sync_meter of the planned opening
+    against the dub's 1.8-4.5 kHz band energy, over the frames the plan changes.
+
+    ``z`` >= 2: the mouth clearly follows the dub (a mouth against unrelated speech scores about
+    0 +- 1); NaN when too few frames are covered to tell. ``own_z``: the speaker's real mouth against
+    their own original voice (SpeakerFit.own_sync), None when that was not measurable."""
+
+    face: str
+    audio_path: Path
+    z: float
+    r: float
+    own_z: float | None
+    frames: int  # frames the score covers
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(v: float | None) -> float | None:
+            return None if v is None or not math.isfinite(v) else round(float(v), 3)
+
+        return {"face": self.face, "audio": str(self.audio_path), "z": num(self.z), "r": num(self.r),
+                "own_z": num(self.own_z), "frames": self.frames}
+
+
+def plan_sync(plan: FacePlan, dub: TrackSignals, fps: float, audio_path: Path) -> AssignmentSync:
+    """The sync score of ``plan``'s mouth against ``dub`` (see :class:`AssignmentSync`): the opening
+    of its codes on the frames it changes (``plan.ok``), NaN elsewhere (the meter skips those)."""
+    from engine.lipsync.metrics import sync_meter
+
+    opening = np.asarray(plan.fit.shape.code_opening(plan.codes), np.float64)
+    ok = np.asarray(plan.ok, bool)
+    opening = np.where(ok, opening, np.nan)
+    score = sync_meter(opening, dub.energy_db, fps)
+    own = plan.fit.own_sync
+    own_z = float(own[1]) if own is not None and math.isfinite(float(own[1])) else None
+    return AssignmentSync(plan.track.identity, Path(audio_path), float(score.z), float(score.r), own_z, int(ok.sum()))
+
+
 @dataclass
 class PreparedRender:
     video_path: Path
@@ -61,6 +102,7 @@ class PreparedRender:
     fps: float
     tracks: list[FaceTrack]
     fits: dict[str, SpeakerFit]
+    sync: list[AssignmentSync] = field(default_factory=list)  # one per assignment, in assignment order
 
 
 def _stage(progress: ProgressFn | None, stage: str, base: float, span: float) -> ProgressFn:
@@ -131,6 +173,7 @@ def prepare_render(
     speaking = active_speaker(tracks, own.energy_db, own.speech, info.fps)
     vkey = content_hash(video)
     plans = []
+    sync: list[AssignmentSync] = []
     refiners: dict[str, Any] = {}
     fits = dict(fitted or {})
     for k, a in enumerate(assignments):
@@ -161,12 +204,16 @@ def prepare_render(
             plan.ok &= rel >= a.start_s - 1e-6
         if a.end_s is not None:
             plan.ok &= rel < a.end_s - 1e-6
+        sync.append(plan_sync(plan, dub, float(info.fps), a.audio_path))
+        log.info("assignment %d (face %s, %s): predicted lip sync z %.2f (the speaker's own %s) over %d frames",
+                 k + 1, track.identity, a.audio_path.name, sync[-1].z,
+                 "unknown" if sync[-1].own_z is None else f"{sync[-1].own_z:.2f}", sync[-1].frames)
         if engine == "net":
             plan.refiner = _refiner(video, analysis, track.identity, device, refiners, progress, cancel)
         plans.append(plan)
     if progress is not None:
         progress(Progress("prepare", 1.0, 1.0))
-    return PreparedRender(video, plans, len(times), float(info.fps), tracks, fits)
+    return PreparedRender(video, plans, len(times), float(info.fps), tracks, fits, sync)
 
 
 def _refiner(video: Path, analysis: Any, identity: str, device: str, cache: dict[str, Any],
@@ -205,6 +252,7 @@ def render_project(
     settings: ExportSettings | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    on_sync: Callable[[str | None, list[AssignmentSync]], None] | None = None,
 ) -> list[Any]:
     """Export an :class:`engine.project.Project` with the assigned faces' mouths regenerated: prepare
     (analyse, fit, plan) the assignments, then :func:`engine.pipeline.export.export_project` mixes each
@@ -214,7 +262,9 @@ def render_project(
     The mouths follow one language per file: with ``file_per_language`` each language's file is
     rendered from that language's assignments (the speaker fits are shared); one file with a track per
     language follows the first language (its default audio track). ``settings`` (an
-    :class:`engine.pipeline.export.ExportSettings`) overrides the project's codec, CRF and preset."""
+    :class:`engine.pipeline.export.ExportSettings`) overrides the project's codec, CRF and preset.
+    ``on_sync(lip_language, scores)``: called once per file's preparation with the predicted sync score
+    of each of that language's assignments (:class:`AssignmentSync`, in assignment order)."""
     from engine.errors import ProjectError
     from engine.pipeline.export import language_output_path, project_languages
     from engine.project.store import missing_media
@@ -234,16 +284,19 @@ def render_project(
         results: list[Any] = []
         for lang in langs:
             results += _render_languages(project, language_output_path(out_path, lang), [lang], lang, audio_mode,
-                                         engine, device, use_library, fits, progress, cancel, settings=settings)
+                                         engine, device, use_library, fits, progress, cancel, settings=settings,
+                                         on_sync=on_sync)
         return results
     return _render_languages(project, out_path, langs, langs[0] if langs else None, audio_mode, engine, device,
-                             use_library, fits, progress, cancel, language_mode=mode, settings=settings)
+                             use_library, fits, progress, cancel, language_mode=mode, settings=settings,
+                             on_sync=on_sync)
 
 
 def _render_languages(
     project: Any, out_path: str | Path, langs: list[str], lip_language: str | None, audio_mode: str | None,
     engine: str, device: str, use_library: bool, fits: dict[str, SpeakerFit], progress: ProgressFn | None,
     cancel: CancelToken | None, language_mode: str | None = None, settings: ExportSettings | None = None,
+    on_sync: Callable[[str | None, list[AssignmentSync]], None] | None = None,
 ) -> list[Any]:
     """One export_project call: the mouths follow ``lip_language``'s assignments, the audio has ``langs``."""
     import dataclasses
@@ -260,6 +313,8 @@ def _render_languages(
     prepared = prepare_render(project.video.path, assignments, use_library, progress, cancel, fitted=fits,
                               engine=engine, device=device)
     fits.update(prepared.fits)
+    if on_sync is not None:
+        on_sync(lip_language, list(prepared.sync))
     composer = FrameComposer(prepared.plans)
     todo = frames_to_render(prepared)
     log.info("rendering %s (%s): %d of %d frames change", project.video.path, lip_language, len(todo),
@@ -354,6 +409,8 @@ class ProjectPreview:
         self._session: RenderSession | None = None
         self._fits: dict[str, SpeakerFit] = {}
         self._fits_video: Path | None = None
+        self._sync: list[AssignmentSync] = []
+        self._sync_ids: list[str] = []
 
     def _signature(self, project: Any) -> tuple[Any, ...]:
         return (self.engine, self.device, str(project.video.path), tuple(
@@ -364,7 +421,11 @@ class ProjectPreview:
         if project.video is None:
             raise BadInputError("the project has no video")
         key = self._signature(project)
+        # The scores follow the engine's assignments positionally; an assignment re-created with the same
+        # content has a new id but the same plan, so the ids are taken again even when nothing re-prepares.
+        ids = [str(a.id) for a in _project_assignments(project)]
         if key == self._key and self._session is not None:
+            self._sync_ids = ids
             return
         video = Path(project.video.path)
         if self._fits_video != video:
@@ -376,6 +437,14 @@ class ProjectPreview:
             self._session.close()
         self._session = open_session(prepared)
         self._key = key
+        self._sync, self._sync_ids = list(prepared.sync), ids
+
+    def sync_scores(self) -> dict[str, AssignmentSync]:
+        """The last preparation's predicted sync score per assignment, keyed by the project's assignment
+        id (in assignment order); empty before the first preparation."""
+        if len(self._sync) != len(self._sync_ids):
+            return {}
+        return dict(zip(self._sync_ids, self._sync, strict=True))
 
     def render_frame(self, project: Any, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
         self.prepare(project)
@@ -386,3 +455,5 @@ class ProjectPreview:
         if self._session is not None:
             self._session.close()
             self._session = None
+        self._key = None
+        self._sync, self._sync_ids = [], []
