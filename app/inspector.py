@@ -3,7 +3,9 @@ commands. Spin boxes merge into one undo step per edit (the stack merges; ``edit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
@@ -83,6 +85,33 @@ def language_text(tag: str, view: TrackView | None) -> str:
     return f"{tag}{source}; {why}"
 
 
+SYNC_TOOLTIP = (
+    "How closely the new mouth follows the syllables of the dub; 2 or more is a clear match.\n"
+    "The speaker's own number is how closely their real mouth followed their original voice.\n"
+    "Predicted from the planned mouth once the speaker models are prepared for the preview."
+)
+
+
+def _num(value: float | None) -> str | None:
+    return None if value is None or not math.isfinite(value) else f"{value:.1f}"
+
+
+def sync_text(score: Any) -> str:
+    """"Lip sync: 3.1" and on a second line "(the speaker's own voice: 2.8)" for an engine
+    AssignmentSync; "Lip sync: —" for None (not prepared yet)."""
+    if score is None:
+        return "Lip sync: —"
+    z = _num(score.z)
+    if z is None:
+        return "Lip sync: not measurable (too little of this assignment shows the face)"
+    own = _num(score.own_z)
+    # Broken before the parenthesis on purpose: the inspector is narrow, and a wrap inside it reads badly.
+    text = f"Lip sync: {z}" + (f"\n(the speaker's own voice: {own})" if own is not None else "")
+    if score.z < 2.0:
+        text += "\nBelow 2: the new mouth may not clearly follow this dub."
+    return text
+
+
 class Inspector(QWidget):
     """Shows one page per selection kind. ``push`` applies a command and reports refusals."""
 
@@ -97,6 +126,7 @@ class Inspector(QWidget):
         self.key = ""
         self._loading = False
         self.setMinimumWidth(280)
+        self.sync: dict[str, Any] = {}  # assignment id -> engine AssignmentSync, from the preview's preparation
 
         self.title = QLabel("Project")
         self.title.setObjectName("heading")
@@ -216,10 +246,16 @@ class Inspector(QWidget):
             box.editingFinished.connect(self.doc.end_merge)
         remove = QPushButton("Remove assignment")
         remove.clicked.connect(self._remove_assignment)
+        self.a_sync = QLabel(sync_text(None))
+        self.a_sync.setObjectName("sync")
+        self.a_sync.setWordWrap(True)
+        self.a_sync.setToolTip(SYNC_TOOLTIP)
+        self.a_sync.setContentsMargins(0, 6, 0, 6)
         al.addRow("Track", self.a_track)
         al.addRow("Person", self.a_person)
         al.addRow("From", self.a_start)
         al.addRow("To", self.a_end)
+        al.addRow(self.a_sync)
         al.addRow(remove)
         self.stack.addWidget(assign)
 
@@ -231,6 +267,12 @@ class Inspector(QWidget):
     def show_item(self, kind: str, key: str) -> None:
         self.kind, self.key = kind, key
         self.refresh()
+
+    def set_sync(self, scores: dict[str, Any]) -> None:
+        """The predicted lip-sync scores per assignment id (empty: not prepared, or being prepared again)."""
+        self.sync = dict(scores)
+        if self.kind == "assignment":
+            self.a_sync.setText(sync_text(self.sync.get(self.key)))
 
     def refresh(self) -> None:
         p = self.doc.project
@@ -318,6 +360,7 @@ class Inspector(QWidget):
         self.a_person.setCurrentIndex(max(0, self.a_person.findData(a.identity_id)))
         self.a_start.setValue(a.start_s)
         self.a_end.setValue(a.end_s)
+        self.a_sync.setText(sync_text(self.sync.get(a.id)))
         self.stack.setCurrentIndex(3)
 
     # --- edits ----------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from app.media_jobs import (
     probe_video,
     thumbnails,
 )
-from app.preview import FramePair, PreviewController, PreviewView
+from app.preview import FramePair, LipsyncReady, PreviewController, PreviewView
 from app.resources import icon
 from app.session import Session, TrackView, VideoInfo
 from app.settings import AppSettings, SettingsDialog
@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         canvas.rename_requested.connect(lambda ident, name: self.push(RenameIdentity(ident, name), False))
         self.inspector = Inspector(self.doc, self.session, self.push)
         self.inspector.select.connect(self._select_from_inspector)
+        self.preview_ctl.sync_changed.connect(self.inspector.set_sync)
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.preview)
@@ -447,6 +448,7 @@ class MainWindow(QMainWindow):
             self._prepared_signature = signature
             self.preview_ctl.renderer.prepared_project = None
             self.preview_ctl.renderer.lipsync_note = "Preparing the speaker models…" if signature else ""
+            self.preview_ctl.set_sync({})  # a score of the old assignments is no score of the new ones
             self._speakers_timer.start()  # prepare once the edits settle
             self.preview_ctl.invalidate()
             self._reshow()
@@ -477,11 +479,12 @@ class MainWindow(QMainWindow):
             renderer.lipsync_note = f"Preparing the speaker models: {p.fraction * 100:.0f}%"
             self.status_job.setText(renderer.lipsync_note)
 
-        def done(prepared: Any) -> None:
+        def done(ready: LipsyncReady) -> None:
             if signature != self._prepared_signature:
                 return
-            renderer.prepared_project = prepared
+            renderer.prepared_project = ready.project
             renderer.lipsync_note = ""
+            self.preview_ctl.set_sync(ready.sync)
             self.status_job.setText("Speaker models ready")
             self.preview_ctl.invalidate()
             self._reshow()

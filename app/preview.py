@@ -37,6 +37,15 @@ def to_qimage(rgb: np.ndarray) -> QImage:
 
 
 @dataclass
+class LipsyncReady:
+    """What a speaker preparation hands to the GUI thread: the project snapshot it was prepared for and
+    the predicted lip-sync score per assignment id (engine.pipeline.render.AssignmentSync)."""
+
+    project: Any
+    sync: dict[str, Any]
+
+
+@dataclass
 class FramePair:
     index: int
     time_s: float
@@ -81,7 +90,8 @@ class PreviewRenderer:
     def prepare_lipsync(self, project: Any, progress: Any = None, cancel: Any = None, engine: str = "retrieval",
                         device: str = "auto") -> Any:
         """Fit the assigned speakers and plan their mouths (slow: seconds to minutes; with the network
-        engine, training it first when no checkpoint is cached). Worker only."""
+        engine, training it first when no checkpoint is cached). Worker only; the result (a
+        :class:`LipsyncReady`) reaches the GUI thread through the worker's result signal."""
         from engine.pipeline.render import ProjectPreview
 
         with self._lipsync_lock:
@@ -89,7 +99,8 @@ class PreviewRenderer:
                 self._lipsync = ProjectPreview()
             self._lipsync.engine, self._lipsync.device = engine, device
             self._lipsync.prepare(project, progress, cancel)
-        return project
+            sync = self._lipsync.sync_scores()
+        return LipsyncReady(project, sync)
 
     def _open(self) -> Any:
         if self._reader is None:
@@ -153,6 +164,7 @@ class PreviewController(LatestOnly):
     """Frame requests for the preview: newest only, cached around the playhead."""
 
     frame_ready = Signal(object)  # FramePair
+    sync_changed = Signal(object)  # dict: assignment id -> AssignmentSync; empty while none is prepared
 
     def __init__(self, pool: WorkerPool) -> None:
         self.renderer = PreviewRenderer()
@@ -160,7 +172,15 @@ class PreviewController(LatestOnly):
         self.cache: OrderedDict[int, FramePair] = OrderedDict()
         self.current: FramePair | None = None
         self.frame_count = 0
+        self.sync: dict[str, Any] = {}
         self.result.connect(self._on_result)
+
+    def set_sync(self, scores: dict[str, Any]) -> None:
+        """The predicted lip-sync scores of the prepared assignments (GUI thread; empty: the speakers are
+        being prepared again, or could not be)."""
+        if scores or self.sync:
+            self.sync = dict(scores)
+            self.sync_changed.emit(self.sync)
 
     def set_video(self, path: Path | None, frame_count: int) -> None:
         self.cancel()

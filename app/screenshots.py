@@ -2,8 +2,8 @@
 
     QT_QPA_PLATFORM=offscreen python -m app.screenshots [OUT_FOLDER]
 
-States: empty; a video of two people analysed; tracks assigned to them; the preview (wipe + mouth
-zoom); an export running. Uses the real clips in ../shared/media (a two-person video is made once
+States: empty; a video of two people analysed; tracks assigned to them; an assignment's lip-sync
+score in the inspector; the preview (wipe + mouth zoom); an export running. Uses the real clips in ../shared/media (a two-person video is made once
 by joining two clips into a temporary file).
 """
 
@@ -96,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     ids = w.add_tracks([audio / "dub_german1.wav", audio / "dub_french1.wav"])
     pump(lambda: all(w.session.tracks[i].duration_s for i in ids) and idle())
     people = [i.id for i in w.doc.project.identities]
+    assigned = []
     if len(people) >= 2:
-        w.assign(ids[0], people[0], 0.0, 4.0)
-        w.assign(ids[1], people[1], 4.0, 8.0)
+        assigned = [w.assign(ids[0], people[0], 0.0, 4.0), w.assign(ids[1], people[1], 4.0, 8.0)]
     elif people:
-        w.assign(ids[0], people[0])
+        assigned = [w.assign(ids[0], people[0])]
     w.timeline.canvas.selected = ("track", ids[0])
     w.inspector.show_item("track", ids[0])
     w.seek(5.2)
@@ -112,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     w.seek(5.2)
     pump(idle)
     shot("03b-assignment-lipsynced")
+
+    if assigned and assigned[-1] is not None:
+        # the inspector of an assignment, with its predicted lip-sync score
+        w._select_from_inspector("assignment", assigned[-1])
+        pump(idle)
+        shot("03d-assignment-sync-score")
 
     if people:
         w._select_from_inspector("person", people[0])
