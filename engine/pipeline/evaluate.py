@@ -327,19 +327,21 @@ def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, can
     lmd, lmd_still = motion_lmd(rendered[hr], real[hr]) if len(hr) > 2 else (np.nan, np.nan)
     # What the model asked for (target landmarks), before synthesis and re-analysis.
     op_target = np.array([mouth_opening(fit.shape.apply_to_frame(real[i], codes[i])) for i in hr])
-    return {
+    row = {
         "clip": clip.name, "seconds": n / clip.fps, "held_frames": len(hr), "model": fit.model.kind,
         "r_open": _corr(op_render, op_real), "r_target": _corr(op_target, op_real),
-        "r_open_ind": _corr(m.open_render[held], m.open_original[held]),
-        # Frames both landmarkers measured (the independent r's weight), and the share of the
-        # held-out face frames the independent one found a face on.
-        "held_frames_ind": int(np.sum(np.isfinite(m.open_render[held]) & np.isfinite(m.open_original[held]))),
         "lmd_ratio": lmd / lmd_still if lmd_still else np.nan,
         "psnr": float(np.nanmean(stats.psnr or [np.nan])), "ssim": float(np.nanmean(stats.ssim or [np.nan])),
-        "ind_found_self": _found(m, held, clip) if independent is not None else np.nan,
         "lag_frames": fit.lag_frames, "untouched_self": stats.untouched, "jitter_self": jitter(rendered[hr]) / jitter(real[hr]) if len(hr) > 3 else np.nan,
         "seam_self": stats.seam_ratio, "fit_s": fit_s, "render_fps": (n - split) / max(render_s, 1e-6),
     }
+    if independent is not None:
+        # The independent r, the frames both of its readings exist on (its weight), and the share of
+        # the held-out face frames it found a face on.
+        row["r_open_ind"] = _corr(m.open_render[held], m.open_original[held])
+        row["held_frames_ind"] = int(np.sum(np.isfinite(m.open_render[held]) & np.isfinite(m.open_original[held])))
+        row["ind_found_self"] = _found(m, held, clip)
+    return row
 
 
 def _found(m: Measured, frames: np.ndarray, clip: Clip) -> float:

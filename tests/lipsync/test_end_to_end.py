@@ -127,3 +127,16 @@ def test_independent_landmarker_agrees_with_the_tracker_on_the_source(clip) -> N
     assert found.sum() >= 0.9 * ok.sum(), "dlib finds the face wherever the tracker has it"
     r = np.corrcoef(ind[found], mouth_opening(real[found]))[0, 1]
     assert r > 0.7, f"the two landmarkers' openings agree only at r={r:.2f}"
+
+
+def test_eval_row_has_independent_columns_only_when_measured(clip, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from engine.pipeline.crosscheck import IndependentLandmarker
+    from engine.pipeline.evaluate import self_reconstruction
+
+    plain = self_reconstruction(clip, None, tmp_path, None)
+    assert not [k for k in plain if k.endswith("_ind") or k.startswith("ind_")]
+    both = self_reconstruction(clip, None, tmp_path, None, independent=IndependentLandmarker())
+    assert both["ind_found_self"] > 0.9
+    assert 0 < both["held_frames_ind"] <= clip.n - round(clip.n * 0.7)
+    assert np.isfinite(both["r_open_ind"])
+    assert both["r_open"] == plain["r_open"], "the second measure does not change the first"
