@@ -3,7 +3,6 @@ commands. Spin boxes merge into one undo step per edit (the stack merges; ``edit
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -92,19 +91,17 @@ SYNC_TOOLTIP = (
 )
 
 
-def _num(value: float | None) -> str | None:
-    return None if value is None or not math.isfinite(value) else f"{value:.1f}"
-
-
 def sync_text(score: Any) -> str:
     """"Lip sync: 3.1" and on a second line "(the speaker's own voice: 2.8)" for an engine
     AssignmentSync; "Lip sync: —" for None (not prepared yet)."""
     if score is None:
         return "Lip sync: —"
-    z = _num(score.z)
+    from engine.lipsync.metrics import score_text
+
+    z = score_text(score.z)
     if z is None:
         return "Lip sync: not measurable (too little of this assignment shows the face)"
-    own = _num(score.own_z)
+    own = score_text(score.own_z)
     # Broken before the parenthesis on purpose: the inspector is narrow, and a wrap inside it reads badly.
     text = f"Lip sync: {z}" + (f"\n(the speaker's own voice: {own})" if own is not None else "")
     if score.z < 2.0:

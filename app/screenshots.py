@@ -3,8 +3,8 @@
     QT_QPA_PLATFORM=offscreen python -m app.screenshots [OUT_FOLDER]
 
 States: empty; a video of two people analysed; tracks assigned to them; an assignment's lip-sync
-score in the inspector; the preview (wipe + mouth zoom); an export running. Uses the real clips in ../shared/media (a two-person video is made once
-by joining two clips into a temporary file).
+score in the inspector; the preview (wipe + mouth zoom); an export running. Uses the real clips in
+../shared/media (a two-person video is made once by joining two clips into a temporary file).
 """
 
 from __future__ import annotations

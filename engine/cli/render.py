@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,7 +137,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _z(value: float | None) -> str:
-    return "not measurable" if value is None or not math.isfinite(value) else f"{value:.1f}"
+    from engine.lipsync.metrics import score_text
+
+    return score_text(value) or "not measurable"
 
 
 def sync_line(s: AssignmentSync, language: str | None = None) -> str:

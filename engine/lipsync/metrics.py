@@ -37,6 +37,11 @@ def bartlett_n_eff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(n / max(denom, 1e-6), 4.0, n))
 
 
+def score_text(value: float | None) -> str | None:
+    """A sync score (:func:`sync_meter`'s z) as users read it, one decimal; None where there is none."""
+    return None if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
 def sync_meter(opening: np.ndarray, energy_db: np.ndarray, fps: float, window_s: float = 4.0,
                max_lead_s: float = 0.1) -> SyncScore:
     """Does the mouth opening follow the 1.8-4.5 kHz band energy? Pearson r in ``window_s`` windows,

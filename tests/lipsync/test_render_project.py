@@ -13,6 +13,7 @@ import pytest
 from engine.cli import main
 from engine.errors import EXIT_BAD_INPUT
 from engine.pipeline.session import FrameComposer, FrameResult, plan_face
+from tests.lipsync.previewstub import stub_preparation
 from tests.lipsync.test_compose_synth import N, _speaker
 
 CLIP = "vox_beard_full.mp4"
@@ -293,19 +294,7 @@ def test_project_preview_prepares_with_its_engine_and_again_when_it_changes(
     import engine.pipeline.render as render_mod
     from engine.project import Assignment, DubTrack, FaceIdentity, Project, Video
 
-    calls: list[tuple[str, str]] = []
-
-    def fake_prepare(video, assignments, use_library=True, progress=None, cancel=None, fitted=None,
-                     engine="retrieval", device="auto"):
-        calls.append((engine, device))
-        return render_mod.PreparedRender(Path(video), [], 10, 25.0, [], {})
-
-    class FakeSession:
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(render_mod, "prepare_render", fake_prepare)
-    monkeypatch.setattr(render_mod, "open_session", lambda prepared: FakeSession())
+    calls = stub_preparation(monkeypatch)
     project = Project(video=Video(path=tmp_path / "v.mp4"),
                       tracks=[DubTrack(id="t1", path=tmp_path / "dub.wav", language="de")],
                       identities=[FaceIdentity(id="0", name="Person 1")],
@@ -315,4 +304,4 @@ def test_project_preview_prepares_with_its_engine_and_again_when_it_changes(
     preview.prepare(project)  # nothing changed: no second preparation
     preview.engine, preview.device = "net", "cpu"
     preview.prepare(project)
-    assert calls == [("retrieval", "auto"), ("net", "cpu")]
+    assert [(c["engine"], c["device"]) for c in calls] == [("retrieval", "auto"), ("net", "cpu")]

@@ -16,6 +16,7 @@ from scipy.ndimage import gaussian_filter1d
 from engine.pipeline.fit import TrackSignals
 from engine.pipeline.render import AssignmentSync, plan_sync
 from engine.pipeline.session import FacePlan
+from tests.lipsync.previewstub import stub_preparation
 from tests.lipsync.test_compose_synth import _speaker
 
 FPS = 25.0
@@ -80,20 +81,8 @@ def test_project_preview_keeps_the_scores_per_assignment_id(tmp_path: Path, monk
     import engine.pipeline.render as render_mod
     from engine.project import Assignment, DubTrack, FaceIdentity, Project, Video
 
-    prepared_for: list[int] = []
-
-    def fake_prepare(video, assignments, use_library=True, progress=None, cancel=None, fitted=None,  # type: ignore[no-untyped-def]
-                     engine="retrieval", device="auto"):
-        prepared_for.append(len(assignments))
-        sync = [AssignmentSync(a.face, a.audio_path, 3.0 + k, 0.5, 2.5, 100) for k, a in enumerate(assignments)]
-        return render_mod.PreparedRender(Path(video), [], 10, 25.0, [], {}, sync)
-
-    class FakeSession:
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(render_mod, "prepare_render", fake_prepare)
-    monkeypatch.setattr(render_mod, "open_session", lambda prepared: FakeSession())
+    calls = stub_preparation(monkeypatch, lambda assignments: [
+        AssignmentSync(a.face, a.audio_path, 3.0 + k, 0.5, 2.5, 100) for k, a in enumerate(assignments)])
     project = Project(video=Video(path=tmp_path / "v.mp4"),
                       tracks=[DubTrack(id="t1", path=tmp_path / "de.wav", language="de"),
                               DubTrack(id="t2", path=tmp_path / "fr.wav", language="fr")],
@@ -109,7 +98,7 @@ def test_project_preview_keeps_the_scores_per_assignment_id(tmp_path: Path, monk
     # the same assignment re-created under a new id: no new preparation, the score follows the id
     project.assignments[0] = dataclasses.replace(project.assignments[0], id="a1-again")
     preview.prepare(project)
-    assert prepared_for == [2] and list(preview.sync_scores()) == ["a1-again", "a2"]
+    assert [len(c["assignments"]) for c in calls] == [2] and list(preview.sync_scores()) == ["a1-again", "a2"]
     preview.close()
     assert preview.sync_scores() == {}
 
