@@ -56,6 +56,9 @@ class Clip:
     signals: TrackSignals
     speaking: np.ndarray
     analysis: Any = None
+    # Per frame, the independent landmarker's face box and opening of the original (both renders of
+    # a clip measure their originals in the same frames: once is enough).
+    originals_ind: dict[int, tuple[tuple[int, int, int, int] | None, float]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -284,9 +287,11 @@ def _render_and_measure(
         if independent is not None and ok_face[i]:
             t0 = time.monotonic()
             # One face box, found on the original, for both readings: only the mouth differs.
-            box = independent.find_face(original, real_lm[i])
+            if i not in clip.originals_ind:
+                found = independent.find_face(original, real_lm[i])
+                clip.originals_ind[i] = (found, independent.opening(original, real_lm[i], found) if found else np.nan)
+            box, open_o[i] = clip.originals_ind[i]
             if box is not None:
-                open_o[i] = independent.opening(original, real_lm[i], box)
                 open_r[i] = independent.opening(result, real_lm[i], box)
             spent[0] += time.monotonic() - t0
         if (i - start) % sheet_every == 0 and len(pairs) < 12:
