@@ -41,6 +41,8 @@ MAX_POSE_GAP = 10.0
 POSE_GAP_WEIGHT = 0.1
 # A jump back by at most this many source frames is a swing, not a cut to other material (plan_path).
 BACK_STEP_FRAMES = 4
+# Elements of the (targets x bank x components) difference array plan_path builds at once.
+CANDIDATE_BLOCK = 4_000_000
 
 
 def ring_points(landmarks: np.ndarray) -> np.ndarray:
@@ -86,6 +88,80 @@ def fixed_triangulation(landmarks: np.ndarray) -> np.ndarray:
     mean = canon.mean(0)
     pts = control_points(mean, mean)
     return np.asarray(Delaunay(pts).simplices, np.int32)
+
+
+# Most source frames a texture bank holds. A mouth crop of a close 1080p face is about half a
+# megabyte, so an hour of footage would be tens of gigabytes on disk and every retrieval would search
+# it all; beyond this budget the bank keeps runs of frames that cover the speaker's mouth shapes and
+# head poses (choose_bank_frames). 2400 frames is 80 s at 30 fps.
+BANK_BUDGET = 2400
+# Length of the runs of consecutive source frames a capped bank is made of: the retrieval path plays
+# runs forward, so a bank of isolated frames would flicker.
+BANK_RUN = 15
+
+
+def match_features(codes: np.ndarray, pose: np.ndarray, code_scale: np.ndarray, pose_weight: float = 0.005) -> np.ndarray:
+    """Rows whose squared Euclidean distances are plan_path's matching cost (codes weighted as there,
+    yaw and pitch at ``pose_weight`` per squared degree), for choosing which frames a bank keeps."""
+    c = np.asarray(codes, np.float64) / np.asarray(code_scale, np.float64)
+    w = np.ones(c.shape[1])
+    w[: min(3, len(w))] = 3.0
+    p = np.asarray(pose, np.float64)[:, :2]
+    return np.concatenate([c * np.sqrt(w / len(w)), p * np.sqrt(pose_weight)], axis=1)
+
+
+def choose_bank_frames(frames: np.ndarray, features: np.ndarray, budget: int = BANK_BUDGET,
+                       run: int = BANK_RUN, rest: np.ndarray | None = None) -> np.ndarray:
+    """Positions (into ``frames``, increasing) of the source frames a texture bank keeps: all of them
+    within ``budget``; beyond it, whole runs of up to ``run`` consecutive frames: a tenth of the budget
+    the runs holding the frames nearest ``rest`` (the resting mouth's features, which every silence of
+    a dub asks for), then half spread evenly over the footage (lighting, framing and the common shapes
+    as they occur), and the rest chosen one at a time as the run holding the frame farthest from
+    everything kept so far (the widest mouths, the turned heads). ``features``: one row per frame
+    (match_features)."""
+    f = np.asarray(frames, np.int64)
+    n = len(f)
+    if n <= budget:
+        return np.arange(n)
+    x = np.asarray(features, np.float64)
+    # Runs: consecutive source frames, cut at gaps and every ``run`` frames.
+    starts = np.flatnonzero(np.r_[True, np.diff(f) != 1])
+    bounds: list[tuple[int, int]] = []
+    for s0, e0 in zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True):
+        bounds.extend((i, min(i + run, e0)) for i in range(s0, e0, run))
+    run_of = np.zeros(n, np.int64)
+    for r, (a, b) in enumerate(bounds):
+        run_of[a:b] = r
+    keep = np.zeros(n, dtype=np.bool_)
+    taken = np.zeros(len(bounds), dtype=np.bool_)
+
+    def take(r: int) -> None:
+        taken[r] = True
+        keep[bounds[r][0] : bounds[r][1]] = True
+
+    if rest is not None:
+        near = np.argsort(((x - np.asarray(rest, np.float64)) ** 2).sum(1))
+        for i in near:
+            if int(keep.sum()) >= budget // 10:
+                break
+            take(int(run_of[i]))
+    for r in np.unique(np.linspace(0, len(bounds) - 1, max(1, len(bounds) * budget // (2 * n))).round().astype(int)):
+        take(int(r))
+    # Distance of every frame to its nearest kept frame, a block of frames at a time.
+    kept = x[keep]
+    far = np.empty(n)
+    block = max(1, 2_000_000 // max(1, len(kept)))
+    for i in range(0, n, block):
+        far[i : i + block] = ((x[i : i + block, None, :] - kept[None]) ** 2).sum(-1).min(1)
+    while True:
+        far[keep] = -1.0
+        r = int(run_of[int(np.argmax(far))])
+        a, b = bounds[r]
+        if taken[r] or int(keep.sum()) + (b - a) > budget:
+            break
+        take(r)
+        far = np.minimum(far, ((x[:, None, :] - x[None, a:b]) ** 2).sum(-1).min(1))
+    return np.flatnonzero(keep)
 
 
 class BankWriter:
@@ -194,6 +270,7 @@ def plan_path(
     tgt_c = np.asarray(target_codes, np.float64) / code_scale * np.sqrt(w)
     tgt_p = np.asarray(target_pose, np.float64)[:, :2]
     k = min(k, len(bank))
+    spread = float(np.std(bank_opening)) + 1e-6 if bank_opening is not None else 1.0
     t = 0
     while t < n:
         if not valid[t]:
@@ -203,17 +280,25 @@ def plan_path(
         while end < n and valid[end]:
             end += 1
         seg = np.arange(t, end)
-        d = ((tgt_c[seg, None, :] - bank_c[None]) ** 2).sum(-1) / len(w)
-        gap = np.abs(tgt_p[seg, None, :] - bank_p[None])
-        d += pose_weight * (gap**2).sum(-1)
-        # Beyond ``max_pose_gap`` degrees of turn or tilt a warped mouth no longer fits the face (a
-        # cheek folds, the lips skew): such sources are all but ruled out.
-        d += POSE_GAP_WEIGHT * (np.maximum(gap - max_pose_gap, 0.0) ** 2).sum(-1)
-        if target_opening is not None and bank_opening is not None:
-            spread = float(np.std(bank_opening)) + 1e-6
-            d += opening_weight * ((target_opening[seg, None] - bank_opening[None]) / spread) ** 2
-        cand = np.argpartition(d, k - 1, axis=1)[:, :k]
-        unary = np.take_along_axis(d, cand, 1)
+        cand = np.zeros((len(seg), k), np.int64)
+        unary = np.zeros((len(seg), k))
+        # The matching costs are a (targets x bank) matrix: built a block of targets at a time, so
+        # memory stays bounded by the bank, not by the length of the segment (a talking head with no
+        # cut for ten minutes is one segment).
+        step_rows = max(1, CANDIDATE_BLOCK // (len(bank) * (tgt_c.shape[1] + 2)))
+        for b0 in range(0, len(seg), step_rows):
+            rows = seg[b0 : b0 + step_rows]
+            d = ((tgt_c[rows, None, :] - bank_c[None]) ** 2).sum(-1) / len(w)
+            gap = np.abs(tgt_p[rows, None, :] - bank_p[None])
+            d += pose_weight * (gap**2).sum(-1)
+            # Beyond ``max_pose_gap`` degrees of turn or tilt a warped mouth no longer fits the face
+            # (a cheek folds, the lips skew): such sources are all but ruled out.
+            d += POSE_GAP_WEIGHT * (np.maximum(gap - max_pose_gap, 0.0) ** 2).sum(-1)
+            if target_opening is not None and bank_opening is not None:
+                d += opening_weight * ((target_opening[rows, None] - bank_opening[None]) / spread) ** 2
+            c = np.argpartition(d, k - 1, axis=1)[:, :k]
+            cand[b0 : b0 + len(rows)] = c
+            unary[b0 : b0 + len(rows)] = np.take_along_axis(d, c, 1)
         cost = unary[0].copy()
         back = np.zeros((len(seg), k), np.int64)
         for s in range(1, len(seg)):

@@ -24,7 +24,7 @@ from engine.lipsync.model import (
     pool_window,
 )
 from engine.lipsync.shape import ShapeModel, fit_shape_model
-from engine.lipsync.synth import BankWriter, TextureBank
+from engine.lipsync.synth import BANK_BUDGET, BankWriter, TextureBank, choose_bank_frames, match_features
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from engine.runtime.paths import cache_dir
@@ -320,26 +320,35 @@ def fit_speaker(
     library_key_: str | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    bank_budget: int = BANK_BUDGET,
 ) -> SpeakerFit:
     """Fit one speaker on the frames in ``train`` (bool over the video; default all): its motion
     (:func:`fit_motion`) and its texture bank.
 
     ``speaking``: bool over the video, frames where this face speaks (VAD + active speaker).
-    Decodes the training frames once to fill the texture bank (on disk at ``bank_path`` if given)."""
+    Decodes the training frames once to fill the texture bank (on disk at ``bank_path`` if given);
+    beyond ``bank_budget`` frames the bank keeps the runs that cover the speaker's shapes and poses."""
     from engine.media.reader import VideoReader
 
     fit = fit_motion(track, signals, speaking, train, prior, n_components, library_key_)
     n = len(signals.speech)
     frames = fit.train_frames
     pose = track.pose[np.searchsorted(track.frames, frames)]  # training frames are track frames
+    # The texture is placed by the landmarks of its own frame (unsmoothed), and its code says what
+    # that texture shows. Long footage keeps a bounded bank (disk, retrieval time).
+    raw = track.dense_raw(n)[frames]
+    codes = fit.shape.encode_landmarks(raw)
+    # The resting mouth at the footage's typical head pose.
+    rest = match_features(fit.shape.rest[None], np.median(pose, axis=0)[None], fit.shape.scale)[0]
+    keep = choose_bank_frames(frames, match_features(codes, pose, fit.shape.scale), bank_budget, rest=rest)
+    if len(keep) < len(frames):
+        log.info("speaker %s: texture bank keeps %d of %d frames", track.identity, len(keep), len(frames))
+    frames, pose, raw, codes = frames[keep], pose[keep], raw[keep], codes[keep]
     # Texture bank: one sequential decode of the training frames.
     reporter = ProgressReporter(progress, "texture", len(frames))
     with VideoReader(video_path, pixel_format="bgr24") as reader:
         h, w = reader.shape[:2]
-        # The texture is placed by the landmarks of its own frame (unsmoothed), and its code says
-        # what that texture shows.
-        raw = track.dense_raw(n)[frames]
-        writer = BankWriter(frames, fit.shape.encode_landmarks(raw), pose, raw, (h, w), bank_path)
+        writer = BankWriter(frames, codes, pose, raw, (h, w), bank_path)
         done = 0
         first, last = int(frames[0]), int(frames[-1]) + 1
         try:

@@ -36,7 +36,7 @@ log = logging.getLogger("lipdub.pipeline.fitcache")
 
 # Bumped whenever fitting produces something else from the same inputs (v2: the resting mouth is the
 # speaker's touching lips, engine.lipsync.shape.CLOSED_QUANTILE), so an older entry is a miss.
-FORMAT = "speaker-fit-v2"
+FORMAT = "speaker-fit-v3"
 _TYPES: dict[str, type] = {c.__name__: c for c in (ShapeModel, SpeakerModel, Ridge, PriorModel)}
 
 
