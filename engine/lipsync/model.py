@@ -55,24 +55,23 @@ class Ridge:
     lam: float  # the penalty chosen, relative to the mean squared norm of the centred rows
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, np.float64) - self.x_mean) @ self.weights + self.y_mean
+        """Predictions for rows ``x``, a block of rows at a time (no float64 copy of a long input)."""
+        out = np.empty((len(x), self.weights.shape[1]))
+        for i in range(0, len(x), 4096):
+            out[i : i + 4096] = (np.asarray(x[i : i + 4096], np.float64) - self.x_mean) @ self.weights
+        return out + self.y_mean
 
 
 def _blocks(n: int, folds: int) -> list[np.ndarray]:
     return [b for b in np.array_split(np.arange(n), folds) if len(b)]
 
 
-def _solve_paths(x: np.ndarray, y: np.ndarray, gram: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _solve_paths(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centred training rows ``x`` (n, D) and targets ``y`` (n, C) -> (evals, basis, proj) such that
-    the ridge weights for penalty ``p`` are ``basis @ (proj / (evals + p)[:, None])``.
-
-    Dual form (n <= D: eigen-decomposition of the n x n kernel) or primal form (``gram`` = x.T @ x
-    given: the D x D Gram matrix), whichever is smaller, so the cost grows linearly with the rows."""
-    if gram is None:
-        evals, evecs = np.linalg.eigh(x @ x.T)
-        return evals, x.T @ evecs, evecs.T @ y
-    evals, evecs = np.linalg.eigh(gram)
-    return evals, evecs, evecs.T @ (x.T @ y)
+    the ridge weights for penalty ``p`` are ``basis @ (proj / (evals + p)[:, None])``: the dual form,
+    from the eigen-decomposition of the n x n kernel."""
+    evals, evecs = np.linalg.eigh(x @ x.T)
+    return evals, x.T @ evecs, evecs.T @ y
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int = 5,
@@ -81,17 +80,19 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds
 
     Penalties are relative to the mean squared norm of the centred rows (the kernel's mean diagonal).
     Works in the dual (kernel) form when there are fewer rows than features and in the primal form
-    otherwise: an hour of speech costs D x D memory, not rows x rows. ``form``: "auto", "dual" or
-    "primal" (the same result either way, up to rounding)."""
-    x = np.asarray(x, np.float64)
+    otherwise: an hour of speech costs D x D memory, not rows x rows, and the primal form reads the
+    rows one cross-validation block at a time, so no full-size copy of ``x`` is made either. ``form``:
+    "auto", "dual" or "primal" (the same result either way, up to rounding)."""
     y = np.asarray(y, np.float64).reshape(len(x), -1)
-    n, d = x.shape
+    n, d = np.shape(x)
+    primal = n > d if form == "auto" else form == "primal"
+    if primal:
+        return _fit_ridge_primal(x, y, lambdas, folds)
+    x = np.asarray(x, np.float64)
     x_mean = x.mean(0)
     xc = x - x_mean
     scale = float(np.mean(np.sum(xc * xc, axis=1))) if n else 1.0
     scale = scale or 1.0
-    primal = n > d if form == "auto" else form == "primal"
-    gram = xc.T @ xc if primal else None
     best_lam = float(lambdas[len(lambdas) // 2])
     if n >= 2 * folds:
         errs = np.zeros(len(lambdas))
@@ -102,20 +103,61 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds
             mu = xc[train].mean(0)
             xt, xh = xc[train] - mu, xc[held] - mu
             yt_mean = y[train].mean(0)
-            g = None
-            if gram is not None:
-                raw = gram - xc[held].T @ xc[held]  # uncentred Gram of the training rows
-                g = raw - int(train.sum()) * np.outer(mu, mu)
-            evals, basis, proj = _solve_paths(xt, y[train] - yt_mean, g)
+            evals, basis, proj = _solve_paths(xt, y[train] - yt_mean)
             for j, lam in enumerate(lambdas):
                 wts = basis @ (proj / (evals + lam * scale)[:, None])
                 errs[j] += float(np.sum((xh @ wts + yt_mean - y[held]) ** 2))
         best_lam = float(lambdas[int(np.argmin(errs))])
     y_mean = y.mean(0)
-    if gram is not None:
-        weights = np.linalg.solve(gram + best_lam * scale * np.eye(d), xc.T @ (y - y_mean))
-    else:
-        weights = xc.T @ np.linalg.solve(xc @ xc.T + best_lam * scale * np.eye(n), y - y_mean)
+    weights = xc.T @ np.linalg.solve(xc @ xc.T + best_lam * scale * np.eye(n), y - y_mean)
+    return Ridge(weights, x_mean, y_mean, best_lam)
+
+
+def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: int) -> Ridge:
+    """fit_ridge's primal form from per-block sums: each block's Gram matrix, row sum and cross
+    product with ``y`` (rows centred on the overall mean); a fold's training statistics are the
+    totals minus its own block's. Memory: D x D per block plus one block of rows in float64."""
+    n, d = np.shape(x)
+    blocks = _blocks(n, folds) if n >= 2 * folds else [np.arange(n)]
+    x_mean = np.zeros(d)
+    for b in blocks:
+        x_mean += np.asarray(x[b[0] : b[-1] + 1]).sum(0, dtype=np.float64)
+    x_mean /= max(n, 1)
+
+    def rows(b: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+        r = np.array(x[b[0] : b[-1] + 1], dtype=np.float64)  # a copy: centred in place below
+        r -= x_mean if shift is None else x_mean + shift
+        return r
+
+    grams, sums, cross = [], [], []
+    for b in blocks:
+        xb = rows(b)
+        grams.append(xb.T @ xb)
+        sums.append(xb.sum(0))
+        cross.append(xb.T @ y[b])
+        del xb  # one block of rows alive at a time
+    gram, total, xty = sum(grams), sum(sums), sum(cross)
+    scale = float(np.trace(gram)) / n if n else 1.0
+    scale = scale or 1.0
+    best_lam = float(lambdas[len(lambdas) // 2])
+    if len(blocks) > 1:
+        errs = np.zeros(len(lambdas))
+        y_total = y.sum(0)
+        for k, held in enumerate(blocks):
+            n_t = n - len(held)
+            mu = (total - sums[k]) / n_t  # mean of the (overall-centred) training rows
+            yt_mean = (y_total - y[held].sum(0)) / n_t
+            g = gram - grams[k] - n_t * np.outer(mu, mu)
+            evals, basis = np.linalg.eigh(g)
+            proj = basis.T @ (xty - cross[k] - n_t * np.outer(mu, yt_mean))
+            xh = rows(held, mu)
+            for j, lam in enumerate(lambdas):
+                wts = basis @ (proj / (evals + lam * scale)[:, None])
+                errs[j] += float(np.sum((xh @ wts + yt_mean - y[held]) ** 2))
+            del xh
+        best_lam = float(lambdas[int(np.argmin(errs))])
+    y_mean = y.mean(0)
+    weights = np.linalg.solve(gram + best_lam * scale * np.eye(d), xty - np.outer(total, y_mean))
     return Ridge(weights, x_mean, y_mean, best_lam)
 
 

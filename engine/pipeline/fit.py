@@ -74,14 +74,18 @@ def track_signals(
     speech = speech_mask(vad.segments, frame_times, audio.offset_s)
     vec_times = np.arange(len(feats.vectors)) / feats.rate_hz
     norm = TrackNorm.from_vectors(feats.vectors, speech_mask(vad.segments, vec_times))
-    rows = []
+    # Filled in place, a block of frames at a time: the rows of a long track are its largest array
+    # (10 kB per frame), so no list of blocks and no second copy of them.
+    design = np.zeros((0, 1), np.float32)
     for start in range(0, len(frame_times), 500):
         check_cancel(cancel)
         win = features_at_frames(feats, frame_times[start : start + 500], audio.offset_s, CONTEXT_S)
-        rows.append(pool_window(win, norm))
-    design = np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
+        block = pool_window(win, norm)
+        if start == 0:
+            design = np.empty((len(frame_times), block.shape[1]), np.float32)
+        design[start : start + len(block)] = block
     energy = band_energy_db(audio.samples, frame_times, audio.offset_s)
-    return TrackSignals(design.astype(np.float32), speech, energy, frame_rate(frame_times))
+    return TrackSignals(design, speech, energy, frame_rate(frame_times))
 
 
 def frame_rate(frame_times: np.ndarray) -> float:
@@ -127,10 +131,11 @@ def estimate_lag(
     if len(frames) < 25 or np.std(op) == 0:
         return 0
     n = len(design)
+    # The prior's prediction (or the band energy) at every frame once; each lag reads it shifted.
+    signal = prior.predict(design) if prior is not None else np.asarray(energy_db, np.float64)
 
     def score(lag: int) -> float:
-        rows = lag_rows(n, lag)[frames]
-        pred = prior.predict(design[rows]) if prior is not None else np.asarray(energy_db, np.float64)[rows]
+        pred = signal[lag_rows(n, lag)[frames]]
         if np.std(pred) == 0:
             return -np.inf
         return float(np.corrcoef(pred, op)[0, 1])
@@ -276,24 +281,27 @@ def fit_motion(
         from engine.errors import BadInputError
 
         raise BadInputError(f"face {track.identity} is usable on only {len(frames)} frames: nothing to learn from")
+    lm = lm[frames]
     silent = ~signals.speech[frames]
-    shape = fit_shape_model(lm[frames], n_components, silent=silent)
-    codes = shape.encode_landmarks(lm[frames])
+    shape = fit_shape_model(lm, n_components, silent=silent)
+    codes = shape.encode_landmarks(lm)
     spk = np.asarray(speaking, bool)[frames]
-    opening = mouth_opening(lm[frames])
+    opening = mouth_opening(lm)
+    del lm
     lag = estimate_lag(signals.design, signals.energy_db, frames[spk], opening[spk], signals.fps, prior)
-    x = signals.design[lag_rows(n, lag)[frames]]
+    # One copy of the speaking frames' rows (a long video's rows are its largest array).
+    x = signals.design[lag_rows(n, lag)[frames[spk]]]
     if int(spk.sum()) >= MIN_SPEECH_FRAMES:
-        model = fit_speaker_model(x[spk], codes[spk], shape.scale, prior)
+        model = fit_speaker_model(x, codes[spk], shape.scale, prior)
     elif prior is not None:
-        model = fit_speaker_model(x[spk], codes[spk], shape.scale, prior, min_frames=MIN_SPEECH_FRAMES)
+        model = fit_speaker_model(x, codes[spk], shape.scale, prior, min_frames=MIN_SPEECH_FRAMES)
     else:
         ref = spk if spk.sum() >= 3 else np.ones(len(frames), bool)
         model = energy_fallback(codes[ref], opening[ref], shape.scale, shape.rest)
     log.info("speaker %s: %d training frames, %d speaking, model %s, lag %+d frames", track.identity, len(frames),
              int(spk.sum()), model.kind, lag)
     if library_key_ and int(spk.sum()) >= MIN_SPEECH_FRAMES:
-        save_to_library(library_key_, x[spk], opening[spk])
+        save_to_library(library_key_, x, opening[spk])
     ref = codes[spk] if int(spk.sum()) >= 10 else codes
     ref_op = opening[spk] if int(spk.sum()) >= 10 else opening
     direction = None
@@ -303,7 +311,7 @@ def fit_motion(
     real[frames] = opening
     meter = sync_meter(real, signals.energy_db, signals.fps)
     own = (meter.r, meter.z) if np.isfinite(meter.z) else None
-    empty = BankWriter(frames[:0], codes[:0], pose[:0], lm[:0], (1, 1)).finish()
+    empty = BankWriter(frames[:0], codes[:0], pose[:0], np.zeros((0, 468, 2)), (1, 1)).finish()
     return SpeakerFit(track.identity, shape, model, empty, opening[spk] if spk.any() else opening,
                       frames, frames[spk], library_key_, ref.std(0), lag, own, direction)
 
