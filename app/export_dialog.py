@@ -1,4 +1,5 @@
-"""The export dialog: output file, preset, quality, audio, languages; progress with ETA and cancel;
+"""The export dialog: output file, preset, quality, audio, languages; each assignment's predicted lip
+sync (from the preview's preparation; a warning below 2, never a block); progress with ETA and cancel;
 on success, the file(s) and a button to show them. The export runs in a worker; a failed or
 cancelled export leaves nothing at the target (the engine writes to a temporary file and renames)."""
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -38,6 +39,7 @@ from app.export_job import (
     run_export,
     run_export_in_subprocess,
 )
+from app.inspector import SYNC_TOOLTIP, assignment_text, sync_value_text
 from app.workers import Worker, WorkerPool
 from engine.errors import LipdubError
 from engine.project.commands import ChangeRenderSettings
@@ -138,6 +140,20 @@ class ExportDialog(QDialog):
         self.plan.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         al.addWidget(self.plan)
 
+        # predicted lip sync per assignment: filled by set_sync (the main window's preview knows it)
+        self.sync_box = QGroupBox("Predicted lip sync")
+        self.sync_box.setToolTip(SYNC_TOOLTIP)
+        sl = QVBoxLayout(self.sync_box)
+        self.sync_form = QFormLayout()
+        self.sync_form.setHorizontalSpacing(16)
+        sl.addLayout(self.sync_form)
+        self.sync_note = QLabel()
+        self.sync_note.setObjectName("statusNote")
+        self.sync_note.setWordWrap(True)
+        sl.addWidget(self.sync_note)
+        self.sync_rows: list[tuple[QLabel, QLabel]] = []
+        self.sync_box.setVisible(bool(project.assignments))
+
         self.note = QLabel(self._engine_note())
         self.note.setObjectName("statusNote")
         self.note.setProperty("state", "bad" if "unchanged" in self.note.text() else "ok")
@@ -174,6 +190,7 @@ class ExportDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(out_box)
         lay.addWidget(audio_box)
+        lay.addWidget(self.sync_box)
         lay.addWidget(self.note)
         lay.addSpacing(6)
         lay.addWidget(self.progress)
@@ -187,6 +204,7 @@ class ExportDialog(QDialog):
         self.preset.currentIndexChanged.connect(self._preset_changed)
         self._crf_changed(self.crf.value())
         self._update_plan()
+        self.set_sync(None)  # until the main window tells (set_sync)
         self._started_at = 0.0
         self._active = False
 
@@ -200,6 +218,58 @@ class ExportDialog(QDialog):
         if not self.doc.project.assignments:
             return "No track is assigned to a person: mouths stay unchanged; the dubbed audio is exported."
         return "Assigned speakers are lip-synced to their dub; every other pixel is kept as decoded."
+
+    def set_sync(self, scores: dict[str, Any] | None, unknown: str = "") -> None:
+        """Each assignment's predicted lip-sync score (engine AssignmentSync by assignment id), as the
+        preview's preparation of this same project state measured it; None when that is not known,
+        ``unknown`` saying why. Scores below 2 give a warning; the export stays possible."""
+        while self.sync_form.rowCount():
+            self.sync_form.removeRow(0)
+        self.sync_rows = []
+        project = self.doc.project
+        if scores is None:
+            self._set_sync_note(f"Not known: {unknown or 'the preview has not measured these assignments'}.", "")
+            return
+        low = 0
+        for a in project.assignments:
+            score = scores.get(a.id)
+            value = QLabel(sync_value_text(score) if score is not None else "not known")
+            value.setObjectName("syncList")
+            value.setWordWrap(True)
+            is_low = score is not None and score.z < 2.0  # NaN (not measurable) is no warning
+            low += is_low
+            value.setProperty("state", "bad" if is_low else "")
+            name = QLabel(assignment_text(project, a))
+            self.sync_form.addRow(name, value)
+            self.sync_rows.append((name, value))
+        if low:
+            n = len(project.assignments)
+            which = "This assignment is" if n == 1 else f"{low} of {n} assignments {'is' if low == 1 else 'are'}"
+            self._set_sync_note(f"⚠ {which} below 2: the new mouth may not clearly follow the dub there. "
+                                "Check it in the preview; you can still export.", "bad")
+        else:
+            self._set_sync_note("All 2 or more: the new mouths clearly follow the syllables of their dubs.", "")
+
+    def _set_sync_note(self, text: str, state: str) -> None:
+        self.sync_note.setText(text)
+        self.sync_note.setProperty("state", state)
+        self.sync_note.style().unpolish(self.sync_note)
+        self.sync_note.style().polish(self.sync_note)
+        if self.isVisible():
+            self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow to the height the wrapped notes need at this width (a dialog's size hint does not ask
+        them, so a note that wraps to more lines would squeeze the boxes above it)."""
+        layout = self.layout()
+        layout.activate()
+        need = layout.totalHeightForWidth(self.width())
+        if need > self.height():
+            self.resize(self.width(), need)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._fit_height()
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path_edit.text(), "MP4 video (*.mp4);;QuickTime (*.mov);;Matroska (*.mkv)")
@@ -314,6 +384,7 @@ class ExportDialog(QDialog):
         self.stage.setText("Done")
         self.result_label.setText("\n".join(lines))
         self.show_button.setVisible(True)
+        self._fit_height()  # the result's lines
 
     def _failed(self, exc: BaseException) -> None:
         self.outcome = "failed"

@@ -3,6 +3,7 @@ commands. Spin boxes merge into one undo step per edit (the stack merges; ``edit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,17 @@ SYNC_TOOLTIP = (
 )
 
 
+def _z_text(z: float) -> str | None:
+    """A score as users read it (engine score_text), except that one just below 2 never reads "2.0"
+    next to "below 2": 1.96 reads 1.96."""
+    from engine.lipsync.metrics import score_text
+
+    text = score_text(z)
+    if text == "2.0" and z < 2.0:
+        text = f"{math.floor(z * 100) / 100:.2f}"
+    return text
+
+
 def sync_text(score: Any) -> str:
     """"Lip sync: 3.1" and on a second line "(the speaker's own voice: 2.8)" for an engine
     AssignmentSync; "Lip sync: —" for None (not prepared yet)."""
@@ -98,7 +110,7 @@ def sync_text(score: Any) -> str:
         return "Lip sync: —"
     from engine.lipsync.metrics import score_text
 
-    z = score_text(score.z)
+    z = _z_text(score.z)
     if z is None:
         return "Lip sync: not measurable (too little of this assignment shows the face)"
     own = score_text(score.own_z)
@@ -107,6 +119,37 @@ def sync_text(score: Any) -> str:
     if score.z < 2.0:
         text += "\nBelow 2: the new mouth may not clearly follow this dub."
     return text
+
+
+def sync_badge_text(score: Any) -> tuple[str, str]:
+    """The preview's compact form of an engine AssignmentSync: its text and its state, "ok", "bad"
+    (below 2) or "none" (not measurable)."""
+    z = _z_text(score.z)
+    if z is None:
+        return "Lip sync: not measurable", "none"
+    if score.z < 2.0:
+        return f"Lip sync {z} · below 2", "bad"
+    return f"Lip sync {z}", "ok"
+
+
+def sync_value_text(score: Any) -> str:
+    """One line for a list of assignments: "3.1 (own voice: 2.8)", "1.4, below 2 (own voice: 2.8)"; the
+    own voice is the speaker's real mouth against their original voice."""
+    from engine.lipsync.metrics import score_text
+
+    z = _z_text(score.z)
+    if z is None:
+        return "not measurable (the face shows too little)"
+    own = score_text(score.own_z)
+    text = z + (", below 2" if score.z < 2.0 else "")
+    return text + (f" (own voice: {own})" if own is not None else "")
+
+
+def assignment_text(project: Any, a: Any) -> str:
+    """ "Anna ← dub_german1.wav, 0.0–4.0 s": who says which dub, and when."""
+    person = next((i.name or i.id for i in project.identities if i.id == a.identity_id), a.identity_id)
+    track = next((t.display_name for t in project.tracks if t.id == a.track_id), a.track_id)
+    return f"{person} ← {track}, {a.start_s:.1f}–{a.end_s:.1f} s"
 
 
 class Inspector(QWidget):

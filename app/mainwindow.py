@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from app.document import Document
 from app.errors import show_error
-from app.inspector import Inspector
+from app.inspector import SYNC_TOOLTIP, Inspector, assignment_text, sync_badge_text, sync_value_text
 from app.media_jobs import (
     AUDIO_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -130,6 +130,8 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector(self.doc, self.session, self.push)
         self.inspector.select.connect(self._select_from_inspector)
         self.preview_ctl.sync_changed.connect(self.inspector.set_sync)
+        self.preview_ctl.sync_changed.connect(self._update_sync_badge)
+        self._export: Any = None  # the open export dialog, which lists the scores too
 
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.preview)
@@ -452,6 +454,7 @@ class MainWindow(QMainWindow):
             self._speakers_timer.start()  # prepare once the edits settle
             self.preview_ctl.invalidate()
             self._reshow()
+        self._update_sync_badge()  # the assignments, their names or their times may have changed
 
     def _reshow(self) -> None:
         if self.preview_ctl.current is not None and self.session.video is not None:
@@ -465,6 +468,52 @@ class MainWindow(QMainWindow):
         parts = [(a.identity_id, a.start_s, a.end_s, str(t.path), t.offset_s, t.trim_in_s, t.trim_out_s)
                  for a in p.assignments if (t := tracks.get(a.track_id)) is not None]
         return (self.settings.engine, self.settings.device, str(p.video.path), *parts)
+
+    @property
+    def sync_pending(self) -> bool:
+        """Whether the speakers of the current assignments are being prepared (or are about to be), so
+        their predicted lip-sync scores are still to come."""
+        return (bool(self._prepared_signature) and self.preview_ctl.renderer.prepared_project is None
+                and (self._speakers_timer.isActive() or "speakers" in self._jobs))
+
+    def _active_assignments(self) -> list[Assignment]:
+        """The assignments at the playhead, the one the reviewer looks at first: the selected assignment,
+        else the selected person's (or the selected assignment's person's), else the first."""
+        p, t = self.doc.project, self.playhead
+        active = ([a for a in p.assignments if a.start_s <= t < a.end_s]
+                  or [a for a in p.assignments if a.start_s <= t <= a.end_s])
+        kind, key = self.timeline.canvas.selected
+        person = key if kind == "person" else next((a.identity_id for a in p.assignments if a.id == key), None)
+
+        def rank(a: Assignment) -> int:
+            return 0 if kind == "assignment" and a.id == key else 1 if a.identity_id == person else 2
+
+        return sorted(active, key=rank)
+
+    def _update_sync_badge(self, *_args: Any) -> None:
+        """The preview's lip-sync badge: the predicted score of the assignment at the playhead (see
+        :meth:`_active_assignments`), "measuring…" while it is being prepared, nothing otherwise. The
+        scores are the inspector's (``preview_ctl.sync``), cleared by the same edits."""
+        active = self._active_assignments()
+        if not active or self.session.video is None:
+            self.preview.set_sync_badge("")
+            return
+        p, sync = self.doc.project, self.preview_ctl.sync
+        score = sync.get(active[0].id)
+        if score is not None:
+            text, state = sync_badge_text(score)
+        elif self.sync_pending:
+            text, state = "Lip sync: measuring…", "pending"
+        else:
+            self.preview.set_sync_badge("")  # not prepared (the preview says why)
+            return
+        if len({a.identity_id for a in p.assignments}) > 1:  # say whose mouth it is
+            person = next((i.name or i.id for i in p.identities if i.id == active[0].identity_id), "")
+            text = f"{person} · {text[0].lower()}{text[1:]}" if person else text
+        lines = [f"{assignment_text(p, a)}: "
+                 + (sync_value_text(sync[a.id]) if a.id in sync else "measuring…" if self.sync_pending else "not known")
+                 for a in active]
+        self.preview.set_sync_badge(text, state, "\n".join(lines) + "\n\n" + SYNC_TOOLTIP)
 
     def prepare_speakers(self) -> None:
         """Fit the assigned speakers for the lip-synced preview, in the background."""
@@ -485,6 +534,8 @@ class MainWindow(QMainWindow):
             renderer.prepared_project = ready.project
             renderer.lipsync_note = ""
             self.preview_ctl.set_sync(ready.sync)
+            self._update_sync_badge()  # also when there is no score: "measuring" is over
+            self._update_export_sync()
             self.status_job.setText("Speaker models ready")
             self.preview_ctl.invalidate()
             self._reshow()
@@ -496,6 +547,8 @@ class MainWindow(QMainWindow):
                 renderer.lipsync_note = f"No lip-synced preview: {text}"
                 self.preview_ctl.invalidate()
                 self._reshow()
+            self._update_sync_badge()
+            self._update_export_sync()
 
         engine, device = self.settings.engine, self.settings.device
         self.run_job("speakers", lambda progress, cancel: renderer.prepare_lipsync(project, progress, cancel,
@@ -677,11 +730,13 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------
     def _on_selection(self, kind: str, key: str) -> None:
         self.inspector.show_item(kind, key)
+        self._update_sync_badge()
 
     def _select_from_inspector(self, kind: str, key: str) -> None:
         self.timeline.canvas.selected = (kind, key)
         self.timeline.canvas.update()
         self.inspector.show_item(kind, key)
+        self._update_sync_badge()
 
     def _on_offset_drag(self, track_id: str, offset: float, finished: bool) -> None:
         if finished:
@@ -715,6 +770,7 @@ class MainWindow(QMainWindow):
         if self.push(AddAssignment(a), False):
             self.timeline.canvas.selected = ("assignment", a.id)
             self.inspector.show_item("assignment", a.id)
+            self._update_sync_badge()
             return a.id
         return None
 
@@ -737,6 +793,7 @@ class MainWindow(QMainWindow):
         t = max(0.0, min(t, dur)) if dur > 0 else 0.0
         self.timeline.canvas.set_playhead(t, ensure_visible=not self.timeline.canvas._drag)
         self.time_label.setText(self._time_text(t))
+        self._update_sync_badge()
         video = self.session.video
         if video is not None:
             self.preview_ctl.show(video.frame_at(t))
@@ -819,6 +876,7 @@ class MainWindow(QMainWindow):
             return
         self.timeline.canvas.set_playhead(t)
         self.time_label.setText(self._time_text(t))
+        self._update_sync_badge()
         target = video.frame_at(t)
         current = self.preview_ctl.current
         behind = current is None or abs(current.index - target) > max(2, int(video.fps * 0.15))
@@ -967,8 +1025,31 @@ class MainWindow(QMainWindow):
             return
         self.pause()
         dlg = ExportDialog(self.doc, self.pool, self)
-        dlg.exec()
+        self._export = dlg
+        self._update_export_sync()
+        try:
+            dlg.exec()
+        finally:
+            self._export = None
         dlg.deleteLater()
+
+    def _update_export_sync(self) -> None:
+        """Give the open export dialog the predicted lip-sync scores. The preview's scores belong to the
+        current assignments (any change of them clears them), so they are the export's too; while they
+        are being prepared, or when they could not be, the dialog says so (and fills in when they come)."""
+        dlg = self._export
+        if dlg is None:
+            return
+        ctl = self.preview_ctl
+        if ctl.renderer.prepared_project is not None and ctl.sync:
+            dlg.set_sync(dict(ctl.sync))
+        elif self.sync_pending:
+            dlg.set_sync(None, "the preview is still preparing the speaker models; the scores appear here "
+                               "when it is done")
+        else:
+            note, failed = ctl.renderer.lipsync_note, "No lip-synced preview: "
+            dlg.set_sync(None, f"the preview could not prepare the speaker models ({note.removeprefix(failed)})"
+                         if note.startswith(failed) else "the speaker models are not prepared for the preview")
 
     def about(self) -> None:
         from engine import __version__

@@ -18,8 +18,18 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QResizeEvent,
+)
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from app.workers import LatestOnly, WorkerPool
 from engine.runtime.jobs import check_cancel
@@ -234,7 +244,11 @@ class PreviewController(LatestOnly):
 
 
 class PreviewView(QWidget):
-    """Paints the newest ready frame pair: side by side, or a wipe with a draggable split."""
+    """Paints the newest ready frame pair: side by side, or a wipe with a draggable split. A small badge
+    (a child label, so it has a tooltip) sits in the lip-synced side's title row: the predicted lip sync
+    the window chooses to show there (:meth:`set_sync_badge`)."""
+
+    LABEL_H = 32  # the title row above the frames: below the frame line, so the badge there clears it
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -247,18 +261,45 @@ class PreviewView(QWidget):
         self.setMinimumSize(420, 240)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._dragging = False
+        self.sync_badge = QLabel(self)
+        self.sync_badge.setObjectName("syncBadge")
+        self.sync_badge.hide()
+        self._title_room = 1e9  # how wide the lip-synced title may be drawn beside the badge
+        self._badge_text = ""  # in full (the label shows it shortened on a narrow preview)
+
+    def set_sync_badge(self, text: str, state: str = "", tooltip: str = "") -> None:
+        """The badge's text (empty: no badge) and state ("ok", "bad" below 2, "pending", "none")."""
+        badge = self.sync_badge
+        if (text, state, tooltip) == (self._badge_text, badge.property("state") or "", badge.toolTip()):
+            return  # the playhead moved within the same assignment
+        if badge.property("state") != state:
+            badge.setProperty("state", state)
+            badge.style().unpolish(badge)
+            badge.style().polish(badge)
+        self._badge_text = text
+        badge.setText(text)
+        badge.setToolTip(tooltip)
+        self._place_badge()
+        self.update()  # the title beside it is shortened to make room
 
     def set_pair(self, pair: FramePair | None) -> None:
         self.pair = pair
+        self._place_badge()
         self.update()
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
+        self._place_badge()
         self.update()
 
     def set_mouth_zoom(self, on: bool) -> None:
         self.mouth_zoom = on
+        self._place_badge()
         self.update()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_badge()
 
     def set_status(self, text: str) -> None:
         if text != self.status:
@@ -276,6 +317,80 @@ class PreviewView(QWidget):
         r = QRectF(cx - side * aspect / 2, cy - side / 2, side * aspect, side)
         return r.intersected(full)
 
+    def _frame_rects(self, pair: FramePair) -> tuple[QRectF, QRectF, QRectF]:
+        """The source rect, and where the original and the lip-synced frame are drawn (side by side;
+        the same rect twice in wipe mode)."""
+        area = QRectF(self.rect()).adjusted(8, 8 + self.LABEL_H, -8, -8)
+        src = self._source_rect(pair.original)
+        if self.mode != "side":
+            rect = self._fit(src, area)
+            return src, rect, rect
+        gap = 8
+        half_w = (area.width() - gap) / 2
+        left = QRectF(area.left(), area.top(), half_w, area.height())
+        right = QRectF(area.left() + half_w + gap, area.top(), half_w, area.height())
+        return src, self._fit(src, left), self._fit(src, right)
+
+    def _result_title(self, pair: FramePair) -> str:
+        if self.mode == "side":
+            return "Lip-synced" if pair.result is not None else "Lip-synced — no frame yet"
+        return "Lip-synced ▶" if pair.result is not None else "Lip-synced: no frame yet"
+
+    def _title_font(self) -> QFont:
+        small = QFont(self.font())
+        small.setPointSizeF(max(7.0, self.font().pointSizeF() - 1))
+        return small
+
+    def _info(self, pair: FramePair) -> str:
+        """The frame line at the top right."""
+        info = f"frame {pair.index}  ·  {pair.time_s:.3f} s  ·  {pair.render_ms:.0f} ms"
+        if self.mouth_zoom and pair.mouth_box is None:
+            info += "  ·  mouth zoom needs the face analysis"
+        return info
+
+    def _place_badge(self) -> None:
+        """Put the badge in the lip-synced side's title row, clear of the frame line at the top right:
+        after the title side by side, before "Lip-synced ▶" in wipe mode, the title shortened to make
+        room; where the row has no room, on the lip-synced frame's top corner (its text shortened from
+        the left if need be: the number and "below 2" stay). Hidden without a frame or a text. Also sets
+        how wide the title may be drawn (``_title_room``)."""
+        badge, pair = self.sync_badge, self.pair
+        self._title_room = 1e9
+        if pair is None or not self._badge_text:
+            badge.hide()
+            return
+        _src, _lrect, rrect = self._frame_rects(pair)
+        fm = QFontMetrics(self._title_font())
+        badge.ensurePolished()
+        badge.setText(self._badge_text)
+        w, h = badge.sizeHint().width(), badge.sizeHint().height()
+        y = rrect.top() - 2 - h  # on the titles' row, its bottom near their baseline
+        # side by side the row is free up to the preview's edge; in wipe mode the title ends the row
+        right = self.width() - 10 if self.mode == "side" else rrect.right() - 2
+        if y < 4 + fm.ascent() + 2:  # as high as the frame line: keep left of it
+            right = min(right, self.width() - 10 - fm.horizontalAdvance(self._info(pair)) - 10)
+        title_w = fm.horizontalAdvance(self._result_title(pair))
+        if self.mode == "side":  # the title from the frame's left edge, then the badge
+            start = rrect.left() + 2
+            room = min(title_w, right - start - w - 10)
+            x = start + room + 10
+        else:  # "◀ Original" on the left, the badge, then the title up to the frame's right edge
+            start = rrect.left() + 2 + fm.horizontalAdvance("◀ Original") + 10
+            room = min(title_w, right - start - w - 10)
+            x = min(rrect.right() - 2 - room - 10, right) - w
+        if room >= 40:  # else the title would be cut to nothing
+            self._title_room = room
+        else:  # no room in the row: on the lip-synced frame itself
+            if w > rrect.width() - 12:
+                pad = w - badge.fontMetrics().horizontalAdvance(self._badge_text)
+                badge.setText(badge.fontMetrics().elidedText(self._badge_text, Qt.TextElideMode.ElideLeft,
+                                                             int(rrect.width() - 12 - pad)))
+                w = badge.sizeHint().width()
+            x = rrect.left() + 6 if self.mode == "side" else rrect.right() - 6 - w
+            y = rrect.top() + 6
+        badge.setGeometry(round(x), round(y), w, h)
+        badge.show()
+
     @staticmethod
     def _fit(src: QRectF, area: QRectF) -> QRectF:
         if src.width() <= 0 or src.height() <= 0:
@@ -289,24 +404,20 @@ class PreviewView(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         p.fillRect(self.rect(), QColor("#111417"))
         pair = self.pair
-        small = QFont(self.font())
-        small.setPointSizeF(max(7.0, self.font().pointSizeF() - 1))
+        small = self._title_font()
         if pair is None:
             p.setPen(QColor("#8a94a3"))
             p.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message)
             p.end()
             return
-        label_h = 24
-        area = QRectF(self.rect()).adjusted(8, 8 + label_h, -8, -8)
-        src = self._source_rect(pair.original)
+        label_h = self.LABEL_H
+        src, lrect, rrect = self._frame_rects(pair)
         result_img = pair.result
+        title = self._result_title(pair)
+        fm = QFontMetrics(small)
+        if self.sync_badge.isVisibleTo(self) and fm.horizontalAdvance(title) > self._title_room:
+            title = fm.elidedText(title, Qt.TextElideMode.ElideRight, int(self._title_room))  # room for the badge
         if self.mode == "side":
-            gap = 8
-            half_w = (area.width() - gap) / 2
-            left = QRectF(area.left(), area.top(), half_w, area.height())
-            right = QRectF(area.left() + half_w + gap, area.top(), half_w, area.height())
-            lrect = self._fit(src, left)
-            rrect = self._fit(src, right)
             p.drawImage(lrect, pair.original, src)
             if result_img is not None:
                 p.drawImage(rrect, result_img, src)
@@ -316,12 +427,11 @@ class PreviewView(QWidget):
                 p.drawImage(rrect, pair.original, src)
                 p.setOpacity(1.0)
             self._label(p, QRectF(lrect.left(), lrect.top() - label_h, lrect.width(), label_h), "Original", small)
-            title = "Lip-synced" if result_img is not None else "Lip-synced — no frame yet"
             self._label(p, QRectF(rrect.left(), rrect.top() - label_h, rrect.width(), label_h), title, small)
             if result_img is None:
                 self._note(p, rrect, pair.note + "\n(showing the original)", small)
         else:
-            rect = self._fit(src, area)
+            rect = rrect
             p.drawImage(rect, pair.original, src)
             split = rect.left() + rect.width() * self.wipe_pos
             if result_img is not None:
@@ -332,14 +442,11 @@ class PreviewView(QWidget):
             p.setPen(QPen(QColor("#e0a84f"), 2))
             p.drawLine(QPointF(split, rect.top()), QPointF(split, rect.bottom()))
             self._label(p, QRectF(rect.left(), rect.top() - label_h, rect.width() / 2, label_h), "◀ Original", small)
-            right_title = "Lip-synced ▶" if result_img is not None else "Lip-synced: no frame yet"
-            self._label(p, QRectF(rect.center().x(), rect.top() - label_h, rect.width() / 2, label_h), right_title, small, Qt.AlignmentFlag.AlignRight)
+            self._label(p, QRectF(rect.center().x(), rect.top() - label_h, rect.width() / 2, label_h), title, small, Qt.AlignmentFlag.AlignRight)
             if result_img is None:
                 self._note(p, QRectF(split, rect.top(), rect.right() - split, rect.height()), pair.note, small)
         # frame info + status
-        info = f"frame {pair.index}  ·  {pair.time_s:.3f} s  ·  {pair.render_ms:.0f} ms"
-        if self.mouth_zoom and pair.mouth_box is None:
-            info += "  ·  mouth zoom needs the face analysis"
+        info = self._info(pair)
         p.setFont(small)
         p.setPen(QColor("#8a94a3"))
         p.drawText(QRectF(self.rect()).adjusted(10, 4, -10, 0), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, info)
@@ -389,7 +496,7 @@ class PreviewView(QWidget):
     def _set_wipe(self, x: float) -> None:
         if self.pair is None:
             return
-        area = QRectF(self.rect()).adjusted(8, 32, -8, -8)
+        area = QRectF(self.rect()).adjusted(8, 8 + self.LABEL_H, -8, -8)
         rect = self._fit(self._source_rect(self.pair.original), area)
         if rect.width() > 0:
             self.wipe_pos = min(1.0, max(0.0, (x - rect.left()) / rect.width()))
