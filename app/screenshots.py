@@ -2,9 +2,10 @@
 
     QT_QPA_PLATFORM=offscreen python -m app.screenshots [OUT_FOLDER]
 
-States: empty; a video of two people analysed; tracks assigned to them; an assignment's lip-sync
-score in the inspector; the preview (wipe + mouth zoom); an export running. Uses the real clips in
-../shared/media (a two-person video is made once by joining two clips into a temporary file).
+States: empty; a video of two people analysed; tracks assigned to them (the lip-synced side with
+its lip-sync badge); an assignment's lip-sync score in the inspector; the preview (wipe + mouth zoom);
+an export running, with each assignment's score. Uses the real clips in ../shared/media (a two-person
+video is made once by joining two clips into a temporary file).
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     dlg = export_dialog.ExportDialog(w.doc, w.pool, w)
     dlg.show_error_dialogs = False
     dlg.in_subprocess = False  # the gate above lives in this process
+    w._export = dlg  # the predicted lip sync per assignment, as Ctrl+E shows it
+    w._update_export_sync()
     dlg.path_edit.setText(str(tmp / "export" / "interview.mp4"))
     (tmp / "export").mkdir()
     dlg.show()
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     pump(lambda: dlg.outcome != "", 300)
     shot("07-export-done", dlg)
     export_dialog.run_export = real  # type: ignore[assignment]
+    w._export = None
     dlg.close()
 
     from app.settings import SettingsDialog
