@@ -90,6 +90,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_threads()
     if (args.video is None) == (args.project is None):
         raise _usage("give exactly one of VIDEO or --project")
+    project: Any = None
+    video: Path | None = None
+    assignments: list[TrackAssignment] = []
     if args.project is not None:
         from engine.project.store import load_project
 
@@ -107,16 +110,17 @@ def _run(args: argparse.Namespace) -> int:
         video = Path(args.video)
         if not video.is_file():
             raise BadInputError("video not found", path=video)
-        assignments = []
         for spec in args.track:
             path, face = parse_track(spec, args.face)
             assignments.append(TrackAssignment(path, face, args.offset))
-        project = project_for_video(video, assignments)
         engine, device = args.engine or "retrieval", args.device or "auto"
         languages, language_mode, audio_mode = None, "one_file_multi_track", "dub_only"
     progress = TerminalProgress(json_lines=args.json)
     sync: list[tuple[str | None, AssignmentSync]] = []
     try:
+        if project is None and video is not None:
+            # Finding the most present face analyses the video: minutes on long footage, reported.
+            project = project_for_video(video, assignments, progress)
         results: list[Any] = render_project(
             project, Path(args.out), languages=languages, language_mode=language_mode, audio_mode=audio_mode,
             engine=engine, device=device, use_library=not args.no_library, progress=progress,

@@ -328,10 +328,12 @@ def _render_languages(
     )
 
 
-def project_for_video(video_path: str | Path, assignments: list[TrackAssignment]) -> Any:
+def project_for_video(video_path: str | Path, assignments: list[TrackAssignment],
+                      progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Any:
     """An in-memory project for the direct form (a video and dub files): one dub track per assignment
     at its offset and trim, one face identity per face (a face not named is the most present one),
-    each assignment over the whole video (or its own range)."""
+    each assignment over the whole video (or its own range). Finding the most present face analyses
+    the video (cached; reported to ``progress`` as the "prepare" stage's "faces" step)."""
     from engine.faces import analyse
     from engine.media.probe import probe
     from engine.project.model import Assignment, DubTrack, FaceIdentity, Project, Video
@@ -346,7 +348,8 @@ def project_for_video(video_path: str | Path, assignments: list[TrackAssignment]
         face = a.face
         if face is None:
             if tracks is None:
-                tracks = tracks_from_analysis(analyse(video))
+                tracks = tracks_from_analysis(analyse(video, progress=_stage(progress, "faces", 0.0, 0.4),
+                                                      cancel=cancel))
             face = choose_face(tracks, None, video).identity
         tid = f"track{k + 1}"
         project.tracks.append(DubTrack(tid, Path(a.audio_path), offset_s=float(a.offset_s),
@@ -371,7 +374,7 @@ def render_video(
 ) -> Any:
     """The direct form: the video with its dub file(s), exported through :func:`render_project` (so the
     dubs are mixed by the audio engine, like a project's). Returns the ExportResult."""
-    project = project_for_video(video_path, assignments)
+    project = project_for_video(video_path, assignments, progress, cancel)
     return render_project(project, out_path, audio_mode="dub_only", language_mode="one_file_multi_track",
                           engine=engine, device=device, use_library=use_library, progress=progress,
                           cancel=cancel)[0]

@@ -305,3 +305,34 @@ def test_project_preview_prepares_with_its_engine_and_again_when_it_changes(
     preview.engine, preview.device = "net", "cpu"
     preview.prepare(project)
     assert [(c["engine"], c["device"]) for c in calls] == [("retrieval", "auto"), ("net", "cpu")]
+
+
+def test_direct_form_reports_the_face_analysis_that_finds_the_speaker(
+        tmp_path: Path, video_with_audio: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --face the direct form analyses the video to find the most present face: minutes on
+    long footage, so it is reported (the prepare stage's "faces" step) and can be cancelled."""
+    import engine.faces
+    from engine.pipeline import render as render_mod
+    from engine.pipeline.tracks import FaceTrack
+    from engine.runtime.jobs import CancelToken, Progress
+
+    seen: list[Progress] = []
+    tokens: list[object] = []
+
+    def fake_analyse(video: Path, progress: Any = None, cancel: Any = None, **_: Any) -> object:
+        tokens.append(cancel)
+        for i in range(1, 4):
+            progress(Progress("faces", i, 3, None, f"frame {i} of 3"))
+        return object()
+
+    monkeypatch.setattr(engine.faces, "analyse", fake_analyse)
+    track = FaceTrack("7", np.arange(5), np.zeros((5, 468, 2)), np.zeros((5, 3)), np.ones(5, bool))
+    monkeypatch.setattr(render_mod, "tracks_from_analysis", lambda analysis: [track])
+    token = CancelToken()
+    project = render_mod.project_for_video(video_with_audio, [render_mod.TrackAssignment(tmp_path / "d.wav")],
+                                           seen.append, token)
+    assert [i.id for i in project.identities] == ["7"]
+    assert tokens == [token]
+    faces = [p for p in seen if p.message.startswith("faces")]
+    assert len(faces) == 3 and faces[-1].stage == "prepare"
+    assert faces[0].fraction < faces[-1].fraction <= 0.4

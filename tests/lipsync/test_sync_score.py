@@ -118,7 +118,7 @@ def test_render_cli_prints_each_assignments_sync(tmp_path: Path, monkeypatch: py
         on_sync(None, [AssignmentSync("0", dub, 3.14, 0.5, 2.8, 120), AssignmentSync("1", dub, float("nan"), 0.0, None, 3)])
         return [ExportResult(Path(out_path), 10, 5, 0.4, 1.0)]
 
-    monkeypatch.setattr(render_mod, "project_for_video", lambda video, assignments: object())
+    monkeypatch.setattr(render_mod, "project_for_video", lambda video, assignments, *rest: object())
     monkeypatch.setattr(render_mod, "render_project", fake_render)
     assert main(["render", str(video), "--track", str(dub), "--out", str(out)]) == 0
     text = capsys.readouterr().out
