@@ -33,7 +33,7 @@ class FacePlan:
     codes: np.ndarray  # (n_frames, C)
     path: np.ndarray  # (n_frames,) bank index or -1
     ok: np.ndarray  # (n_frames,) bool
-    landmarks: np.ndarray  # (n_frames, 468, 2)
+    landmarks: np.ndarray  # (n_frames, 468, 2) float32, the track's own (kept for the whole render)
     refiner: Any = None
     """Optional network renderer (``render_box(frame, own, target, box, warp=...)``, e.g.
     engine.regen.NetRenderer) that refines the retrieval warp of each frame's box before colour
@@ -62,7 +62,7 @@ def within_bank(codes: np.ndarray, bank_codes: np.ndarray) -> np.ndarray:
 
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     n = len(codes)
-    ok, lm, pose = track.dense(n)
+    ok, lm, pose = track.dense(n, np.float32)
     # At rest (the dub's silences) the path may move freely to the best closed mouth: closed mouths
     # look alike, so a jump there does not flicker, and carrying a speaking run on into a silence would.
     # (Told from the codes asked for: the rest may lie just outside the bank's range.)
@@ -130,7 +130,7 @@ class FrameComposer:
         return out
 
     def _face(self, plan: FacePlan, index: int, frame: np.ndarray, details: list[FrameResult] | None) -> np.ndarray:
-        own = plan.landmarks[index]
+        own = np.asarray(plan.landmarks[index], np.float64)
         target = plan.fit.shape.apply_to_frame(own, plan.codes[index])
         h, w = frame.shape[:2]
         mask = build_mask([lower_face_polygon(own), lower_face_polygon(target)], (h, w), feather_px(own))

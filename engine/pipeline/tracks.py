@@ -16,7 +16,7 @@ class FaceTrack:
 
     identity: str
     frames: np.ndarray  # (M,) increasing frame indices
-    landmarks: np.ndarray  # (M, 468, 2)
+    landmarks: np.ndarray  # (M, 468, 2) float32, as the face analysis keeps them (dense() gives float64)
     pose: np.ndarray  # (M, 3) yaw, pitch, roll (degrees)
     usable: np.ndarray  # (M,) bool
     cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # frames that start a shot
@@ -27,11 +27,12 @@ class FaceTrack:
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames, np.int64)
-        self.landmarks = np.asarray(self.landmarks, np.float64)[..., :2]
+        # float32, the analysis's own precision: no second, wider copy of a long video's landmarks.
+        self.landmarks = np.asarray(self.landmarks, np.float32)[..., :2]
         self.pose = np.asarray(self.pose, np.float64).reshape(len(self.frames), -1)[:, :3]
         self.usable = np.asarray(self.usable, bool)
         if self.raw is not None:
-            self.raw = np.asarray(self.raw, np.float64)[..., :2]
+            self.raw = np.asarray(self.raw, np.float32)[..., :2]
         self._pos = {int(f): i for i, f in enumerate(self.frames)}
 
     def __len__(self) -> int:
@@ -45,23 +46,24 @@ class FaceTrack:
         raw = None if self.raw is None else self.raw[k]
         return FaceTrack(self.identity, self.frames[k], self.landmarks[k], self.pose[k], self.usable[k], self.cuts, raw)
 
-    def dense(self, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose)."""
+    def dense(self, n_frames: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose).
+        ``dtype``: the landmarks' (float32 halves the memory of an array kept for a whole render)."""
         ok = np.zeros(n_frames, bool)
         pose = np.zeros((n_frames, 3))
         inside = self.frames < n_frames
         f = self.frames[inside]
         ok[f] = self.usable[inside]
         pose[f] = self.pose[inside]
-        return ok, self._spread(self.landmarks, n_frames), pose
+        return ok, self._spread(self.landmarks, n_frames, dtype), pose
 
     def dense_raw(self, n_frames: int) -> np.ndarray:
         """Per video frame the unsmoothed landmarks (n, 468, 2), NaN where absent; the smoothed ones
         where the track has no raw ones."""
         return self._spread(self.landmarks if self.raw is None else self.raw, n_frames)
 
-    def _spread(self, landmarks: np.ndarray, n_frames: int) -> np.ndarray:
-        lm = np.full((n_frames, 468, 2), np.nan)
+    def _spread(self, landmarks: np.ndarray, n_frames: int, dtype: type = np.float64) -> np.ndarray:
+        lm: np.ndarray = np.full((n_frames, 468, 2), np.nan, dtype=dtype)
         inside = self.frames < n_frames
         lm[self.frames[inside]] = landmarks[inside]
         return lm
