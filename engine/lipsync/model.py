@@ -56,9 +56,13 @@ class Ridge:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predictions for rows ``x``, a block of rows at a time (no float64 copy of a long input)."""
+        if np.ndim(x) != 2:
+            raise ValueError(f"expected rows (n, {len(self.x_mean)}), got shape {np.shape(x)}")
         out = np.empty((len(x), self.weights.shape[1]))
-        for i in range(0, len(x), 4096):
-            out[i : i + 4096] = (np.asarray(x[i : i + 4096], np.float64) - self.x_mean) @ self.weights
+        for i in range(0, len(x), 512):
+            block = np.array(x[i : i + 512], dtype=np.float64)
+            block -= self.x_mean
+            out[i : i + 512] = block @ self.weights
         return out + self.y_mean
 
 
@@ -114,9 +118,10 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds
 
 
 def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: int) -> Ridge:
-    """fit_ridge's primal form from per-block sums: each block's Gram matrix, row sum and cross
-    product with ``y`` (rows centred on the overall mean); a fold's training statistics are the
-    totals minus its own block's. Memory: D x D per block plus one block of rows in float64."""
+    """fit_ridge's primal form from sums over blocks of rows (centred on the overall mean): the Gram
+    matrix, and per block its row sum and cross product with ``y``; a fold's training statistics are
+    the totals minus its own block's (its Gram matrix recomputed from its rows). Memory: a few D x D
+    matrices and one block of rows in float64, whatever the number of rows."""
     n, d = np.shape(x)
     blocks = _blocks(n, folds) if n >= 2 * folds else [np.arange(n)]
     x_mean = np.zeros(d)
@@ -124,19 +129,21 @@ def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: 
         x_mean += np.asarray(x[b[0] : b[-1] + 1]).sum(0, dtype=np.float64)
     x_mean /= max(n, 1)
 
-    def rows(b: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
-        r = np.array(x[b[0] : b[-1] + 1], dtype=np.float64)  # a copy: centred in place below
-        r -= x_mean if shift is None else x_mean + shift
+    def rows(b: np.ndarray) -> np.ndarray:
+        r = np.array(x[b[0] : b[-1] + 1], dtype=np.float64)  # a copy: centred in place
+        r -= x_mean
         return r
 
-    grams, sums, cross = [], [], []
+    # Totals only (one D x D matrix); a fold's own Gram matrix is recomputed from its rows below.
+    gram = np.zeros((d, d))
+    sums, cross = [], []
     for b in blocks:
         xb = rows(b)
-        grams.append(xb.T @ xb)
+        gram += xb.T @ xb
         sums.append(xb.sum(0))
         cross.append(xb.T @ y[b])
         del xb  # one block of rows alive at a time
-    gram, total, xty = sum(grams), sum(sums), sum(cross)
+    total, xty = sum(sums), sum(cross)
     scale = float(np.trace(gram)) / n if n else 1.0
     scale = scale or 1.0
     best_lam = float(lambdas[len(lambdas) // 2])
@@ -147,10 +154,13 @@ def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: 
             n_t = n - len(held)
             mu = (total - sums[k]) / n_t  # mean of the (overall-centred) training rows
             yt_mean = (y_total - y[held].sum(0)) / n_t
-            g = gram - grams[k] - n_t * np.outer(mu, mu)
+            xh = rows(held)
+            g = gram - xh.T @ xh
+            g -= n_t * np.outer(mu, mu)
             evals, basis = np.linalg.eigh(g)
+            del g
             proj = basis.T @ (xty - cross[k] - n_t * np.outer(mu, yt_mean))
-            xh = rows(held, mu)
+            xh -= mu
             for j, lam in enumerate(lambdas):
                 wts = basis @ (proj / (evals + lam * scale)[:, None])
                 errs[j] += float(np.sum((xh @ wts + yt_mean - y[held]) ** 2))

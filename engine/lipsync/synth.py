@@ -112,8 +112,8 @@ def match_features(codes: np.ndarray, pose: np.ndarray, code_scale: np.ndarray, 
 
 def choose_bank_frames(frames: np.ndarray, features: np.ndarray, budget: int = BANK_BUDGET,
                        run: int = BANK_RUN, rest: np.ndarray | None = None) -> np.ndarray:
-    """Positions (into ``frames``, increasing) of the source frames a texture bank keeps: all of them
-    within ``budget``; beyond it, whole runs of up to ``run`` consecutive frames: a tenth of the budget
+    """Positions (into ``frames``, increasing) of the source frames a texture bank keeps, never more than
+    ``budget``: all of them within it; beyond it, whole runs of up to ``run`` consecutive frames: a tenth of the budget
     the runs holding the frames nearest ``rest`` (the resting mouth's features, which every silence of
     a dub asks for), then half spread evenly over the footage (lighting, framing and the common shapes
     as they occur), and the rest chosen one at a time as the run holding the frame farthest from
@@ -123,6 +123,7 @@ def choose_bank_frames(frames: np.ndarray, features: np.ndarray, budget: int = B
     n = len(f)
     if n <= budget:
         return np.arange(n)
+    run = max(1, min(run, budget))
     x = np.asarray(features, np.float64)
     # Runs: consecutive source frames, cut at gaps and every ``run`` frames.
     starts = np.flatnonzero(np.r_[True, np.diff(f) != 1])
@@ -133,34 +134,42 @@ def choose_bank_frames(frames: np.ndarray, features: np.ndarray, budget: int = B
     for r, (a, b) in enumerate(bounds):
         run_of[a:b] = r
     keep = np.zeros(n, dtype=np.bool_)
-    taken = np.zeros(len(bounds), dtype=np.bool_)
+    count = [0]
 
-    def take(r: int) -> None:
-        taken[r] = True
-        keep[bounds[r][0] : bounds[r][1]] = True
+    def take(r: int) -> bool:
+        """Keep run ``r`` if it is new and fits in the budget."""
+        a, b = bounds[r]
+        if keep[a] or count[0] + (b - a) > budget:
+            return False
+        keep[a:b] = True
+        count[0] += b - a
+        return True
 
     if rest is not None:
         near = np.argsort(((x - np.asarray(rest, np.float64)) ** 2).sum(1))
         for i in near:
-            if int(keep.sum()) >= budget // 10:
+            if count[0] >= budget // 10:
                 break
             take(int(run_of[i]))
     for r in np.unique(np.linspace(0, len(bounds) - 1, max(1, len(bounds) * budget // (2 * n))).round().astype(int)):
         take(int(r))
     # Distance of every frame to its nearest kept frame, a block of frames at a time.
     kept = x[keep]
-    far = np.empty(n)
-    block = max(1, 2_000_000 // max(1, len(kept)))
-    for i in range(0, n, block):
-        far[i : i + block] = ((x[i : i + block, None, :] - kept[None]) ** 2).sum(-1).min(1)
-    while True:
-        far[keep] = -1.0
-        r = int(run_of[int(np.argmax(far))])
+    far = np.full(n, np.inf)
+    if len(kept):
+        block = max(1, 2_000_000 // (len(kept) * max(1, x.shape[1])))
+        for i in range(0, n, block):
+            far[i : i + block] = ((x[i : i + block, None, :] - kept[None]) ** 2).sum(-1).min(1)
+    far[keep] = -1.0
+    while count[0] < budget:
+        i = int(np.argmax(far))
+        if far[i] < 0:
+            break  # every run is kept or does not fit
+        r = int(run_of[i])
         a, b = bounds[r]
-        if taken[r] or int(keep.sum()) + (b - a) > budget:
-            break
-        take(r)
-        far = np.minimum(far, ((x[:, None, :] - x[None, a:b]) ** 2).sum(-1).min(1))
+        if take(r):
+            far = np.minimum(far, ((x[:, None, :] - x[None, a:b]) ** 2).sum(-1).min(1))
+        far[a:b] = -1.0
     return np.flatnonzero(keep)
 
 

@@ -16,9 +16,10 @@ def convert(analysis: object) -> list[FaceTrack]:
     out = []
     for ident in analysis.identities:
         flags = np.asarray(ident.flags)
-        lm = np.asarray(ident.landmarks, np.float64)
+        # The analysis's own float32 arrays, shared, not copied (a long video's largest arrays).
+        lm = np.asarray(ident.landmarks)
         usable = (flags == 0) & np.isfinite(lm).all(axis=(1, 2))
-        raw = np.asarray(ident.landmarks_raw, np.float64)
+        raw = np.asarray(ident.landmarks_raw)
         raw_ok = raw.shape[:2] == lm.shape[:2] and bool(np.isfinite(raw).all())
         out.append(FaceTrack(str(ident.id), np.asarray(ident.frames), lm, np.asarray(ident.pose), usable, cuts,
                              raw if raw_ok else None))

@@ -273,7 +273,7 @@ def fit_motion(
     ``train`` (bool over the video; default all). No pixels are read: the returned fit's texture bank
     is empty (:func:`fit_speaker` fills it), which is all that target shapes need."""
     n = len(signals.speech)
-    ok, lm, pose = track.dense(n)
+    ok, lm32, pose = track.dense(n, np.float32)
     if train is not None:
         ok &= np.asarray(train, bool)
     frames = np.flatnonzero(ok)
@@ -281,7 +281,8 @@ def fit_motion(
         from engine.errors import BadInputError
 
         raise BadInputError(f"face {track.identity} is usable on only {len(frames)} frames: nothing to learn from")
-    lm = lm[frames]
+    lm = np.asarray(lm32[frames], np.float64)  # the same values as a float64 dense(): float32 is exact
+    del lm32
     silent = ~signals.speech[frames]
     shape = fit_shape_model(lm, n_components, silent=silent)
     codes = shape.encode_landmarks(lm)
@@ -339,19 +340,19 @@ def fit_speaker(
     from engine.media.reader import VideoReader
 
     fit = fit_motion(track, signals, speaking, train, prior, n_components, library_key_)
-    n = len(signals.speech)
     frames = fit.train_frames
-    pose = track.pose[np.searchsorted(track.frames, frames)]  # training frames are track frames
+    pose = track.pose[track.rows_of(frames)]  # training frames are track frames
     # The texture is placed by the landmarks of its own frame (unsmoothed), and its code says what
     # that texture shows. Long footage keeps a bounded bank (disk, retrieval time).
-    raw = track.dense_raw(n)[frames]
-    codes = fit.shape.encode_landmarks(raw)
+    codes = np.concatenate([fit.shape.encode_landmarks(track.raw_at(frames[i : i + 2048]))
+                            for i in range(0, len(frames), 2048)])
     # The resting mouth at the footage's typical head pose.
     rest = match_features(fit.shape.rest[None], np.median(pose, axis=0)[None], fit.shape.scale)[0]
     keep = choose_bank_frames(frames, match_features(codes, pose, fit.shape.scale), bank_budget, rest=rest)
     if len(keep) < len(frames):
         log.info("speaker %s: texture bank keeps %d of %d frames", track.identity, len(keep), len(frames))
-    frames, pose, raw, codes = frames[keep], pose[keep], raw[keep], codes[keep]
+    frames, pose, codes = frames[keep], pose[keep], codes[keep]
+    raw = track.raw_at(frames)
     # Texture bank: one sequential decode of the training frames.
     reporter = ProgressReporter(progress, "texture", len(frames))
     with VideoReader(video_path, pixel_format="bgr24") as reader:
@@ -402,7 +403,7 @@ def target_codes(
     if fit.model.kind == "energy":
         codes = fit.model.predict(None, energy_z(signals.energy_db, signals.speech)[rows])
     else:
-        codes = fit.model.predict(signals.design[rows])
+        codes = fit.model.predict(signals.design)[rows]  # row by row: no copy of the rows
     codes = smooth_codes(codes, smooth_sigma_frames)
     w = rest_weights(signals.speech, fps)[:, None]
 

@@ -50,6 +50,16 @@ def _digest(h: Any, *arrays: np.ndarray | None) -> None:
         h.update(a.view(np.uint8).reshape(-1).data)
 
 
+def bank_check(crops: np.ndarray) -> str:
+    """A short digest of a texture bank's crops (shape, first, middle and last crop): the bank file
+    is named by video and face, so a later fit of the same face may have replaced it."""
+    h = hashlib.sha256(f"{crops.shape}".encode())
+    if len(crops):
+        for i in sorted({0, len(crops) // 2, len(crops) - 1}):
+            h.update(np.ascontiguousarray(crops[i]).view(np.uint8).reshape(-1).data)
+    return h.hexdigest()[:16]
+
+
 def fit_key(video_key: str, track: FaceTrack, speaking: np.ndarray, prior: PriorModel | None,
             n_components: int) -> str:
     """The cache key of a whole-video fit of ``track`` with ``prior``."""
@@ -98,6 +108,7 @@ def store_fit(key: str, fit: SpeakerFit, bank_path: Path, directory: Path | None
     arrays: dict[str, np.ndarray] = {}
     meta = {
         "format": FORMAT, "identity": fit.identity, "bank_path": str(bank_path),
+        "bank_check": bank_check(fit.bank.crops),
         "shape": _pack(fit.shape, "shape", arrays), "model": _pack(fit.model, "model", arrays),
         "library_key": fit.library_key, "lag_frames": int(fit.lag_frames),
         "own_sync": None if fit.own_sync is None else [float(v) for v in fit.own_sync],
@@ -122,7 +133,7 @@ def store_fit(key: str, fit: SpeakerFit, bank_path: Path, directory: Path | None
 
 def load_fit(key: str, track: FaceTrack, n_frames: int, directory: Path | None = None) -> SpeakerFit | None:
     """The fit kept under ``key`` for ``track`` (a video of ``n_frames``), or None: no entry, an entry
-    of another format, or its bank file gone or of another size."""
+    of another format, or its bank file gone or replaced by another fit's."""
     path = _entry_path(key, directory)
     if not path.is_file():
         return None
@@ -134,10 +145,10 @@ def load_fit(key: str, track: FaceTrack, n_frames: int, directory: Path | None =
             arrays = {k: z[k] for k in z.files}
         frames = arrays["bank.frames"]
         crops = np.load(meta["bank_path"], mmap_mode="r")
-        if len(crops) != len(frames):
-            return None
-        _ok, _lm, pose = track.dense(n_frames)
-        bank = TextureBank(frames, arrays["bank.codes"], pose[frames], track.dense_raw(n_frames)[frames],
+        if len(crops) != len(frames) or meta.get("bank_check") != bank_check(crops):
+            return None  # the bank file now holds another fit's frames
+        pose = np.asarray(track.pose[track.rows_of(frames)], np.float64)
+        bank = TextureBank(frames, arrays["bank.codes"], pose, track.raw_at(frames),
                            arrays["bank.origins"], crops, arrays["bank.triangles"])
         own = meta["own_sync"]
         return SpeakerFit(

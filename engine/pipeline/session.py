@@ -33,7 +33,7 @@ class FacePlan:
     codes: np.ndarray  # (n_frames, C)
     path: np.ndarray  # (n_frames,) bank index or -1
     ok: np.ndarray  # (n_frames,) bool
-    landmarks: np.ndarray  # (n_frames, 468, 2) float32, the track's own (kept for the whole render)
+    landmarks: np.ndarray  # (n_frames, 468, 2) float32 over the whole video, NaN where absent (kept for the render)
     refiner: Any = None
     """Optional network renderer (``render_box(frame, own, target, box, warp=...)``, e.g.
     engine.regen.NetRenderer) that refines the retrieval warp of each frame's box before colour

@@ -46,6 +46,20 @@ class FaceTrack:
         raw = None if self.raw is None else self.raw[k]
         return FaceTrack(self.identity, self.frames[k], self.landmarks[k], self.pose[k], self.usable[k], self.cuts, raw)
 
+    def rows_of(self, frames: np.ndarray) -> np.ndarray:
+        """Positions in this track of video ``frames`` (each must be a frame of the track)."""
+        f = np.asarray(frames, np.int64)
+        pos = np.searchsorted(self.frames, f)
+        if len(f) and (pos.max() >= len(self.frames) or not np.array_equal(self.frames[pos], f)):
+            raise IndexError(f"face {self.identity} is not present on every frame asked for")
+        return pos
+
+    def raw_at(self, frames: np.ndarray) -> np.ndarray:
+        """The unsmoothed landmarks (the smoothed ones where the track has none) of ``frames``, float64:
+        only those frames are widened, not the whole video."""
+        src = self.landmarks if self.raw is None else self.raw
+        return np.asarray(src[self.rows_of(frames)], np.float64)
+
     def dense(self, n_frames: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose).
         ``dtype``: the landmarks' (float32 halves the memory of an array kept for a whole render)."""

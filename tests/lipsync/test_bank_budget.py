@@ -101,3 +101,36 @@ def test_a_capped_bank_keeps_the_resting_mouth_every_silence_asks_for() -> None:
     rest = match_features(rest_code[None], pose[closed[:1]], np.ones(4))[0]
     keep = choose_bank_frames(np.arange(n), feats, budget=300, rest=rest)
     assert set(closed.tolist()) <= set(keep.tolist())
+
+
+@pytest.mark.parametrize("budget", [10, 14, 16, 100, 2400])
+def test_a_capped_bank_never_exceeds_its_budget(budget: int) -> None:
+    """Whatever the runs: shorter than the budget, or broken by flickering usable frames."""
+    rng = np.random.default_rng(budget)
+    frames = np.flatnonzero(rng.random(9000) < 0.8)  # gaps everywhere: runs of every length
+    codes, pose = _walk(len(frames), seed=budget)
+    feats = match_features(codes, pose, np.ones(4))
+    for rest in (None, feats[17]):
+        keep = choose_bank_frames(frames, feats, budget=budget, run=15, rest=rest)
+        assert 0 < len(keep) <= budget
+        assert len(keep) >= min(budget, len(frames)) * 0.9  # and it is used, not left half empty
+
+
+def test_the_face_analysis_landmarks_are_shared_not_copied() -> None:
+    from engine.faces.analysis import FaceAnalysis, Identity
+    from engine.pipeline.tracks import tracks_from_analysis
+
+    n = 50
+    lm = np.random.default_rng(1).random((n, 468, 2)).astype(np.float32) * 100
+    ident = Identity(id=3, frames=np.arange(n, dtype=np.int32), boxes=np.zeros((n, 4), np.float32), landmarks=lm,
+                     landmarks_raw=lm + 1, confidence=np.ones(n, np.float32), pose=np.zeros((n, 3), np.float32),
+                     flags=np.zeros(n, np.uint8), mouth_opening=np.zeros(n, np.float32),
+                     track_ids=np.zeros(n, np.int32), thumbnail=np.zeros((96, 96, 3), np.uint8),
+                     embedding=np.zeros(0, np.float32))
+    analysis = FaceAnalysis("v.mp4", "builtin", 640, 480, n, np.arange(n) / 25.0, [ident], [])
+    (track,) = tracks_from_analysis(analysis)
+    assert np.shares_memory(track.landmarks, ident.landmarks)
+    assert track.raw is not None and np.shares_memory(track.raw, ident.landmarks_raw)
+    np.testing.assert_array_equal(track.raw_at(np.array([4, 9])), (lm + 1)[[4, 9]].astype(np.float64))
+    with pytest.raises(IndexError):
+        track.raw_at(np.array([n + 3]))

@@ -93,6 +93,34 @@ def test_a_cancelled_fit_leaves_the_earlier_bank_and_no_temporary_file(tmp_path:
     np.testing.assert_array_equal(np.asarray(first.bank.crops), before)  # its memory map still reads
 
 
+def test_a_kept_fit_with_a_capped_bank_comes_back_whole(tmp_path: Path) -> None:
+    video, track, signals = _speaker(tmp_path)
+    bank = tmp_path / "bank.npy"
+    fresh = fit_speaker(video, track, signals, signals.speech, bank_path=bank, bank_budget=40)
+    assert len(fresh.bank) <= 40 < N
+    key = fit_key("video", track, signals.speech, None, 8)
+    store_fit(key, fresh, bank, directory=tmp_path / "fits")
+    kept = load_fit(key, track, N, directory=tmp_path / "fits")
+    assert kept is not None
+    for name in ("frames", "codes", "pose", "landmarks", "origins", "triangles"):
+        np.testing.assert_array_equal(getattr(kept.bank, name), getattr(fresh.bank, name))
+    np.testing.assert_array_equal(np.asarray(kept.bank.crops), np.asarray(fresh.bank.crops))
+
+
+def test_a_bank_replaced_by_another_fit_of_the_same_size_is_a_miss(tmp_path: Path) -> None:
+    """The bank file is named by video and face: a later fit (other frames, same count) may replace
+    it, and the kept fit must not then read the other fit's crops."""
+    video, track, signals = _speaker(tmp_path)
+    bank = tmp_path / "bank.npy"
+    first = fit_speaker(video, track, signals, signals.speech, bank_path=bank, train=np.arange(N) < 60)
+    key = fit_key("video", track, signals.speech, None, 8)
+    store_fit(key, first, bank, directory=tmp_path / "fits")
+    assert load_fit(key, track, N, directory=tmp_path / "fits") is not None
+    later = fit_speaker(video, track, signals, signals.speech, bank_path=bank, train=np.arange(N) >= N - 60)
+    assert len(later.bank) == len(first.bank)
+    assert load_fit(key, track, N, directory=tmp_path / "fits") is None
+
+
 @pytest.mark.media
 def test_prepare_render_fits_a_speaker_once_for_preview_and_export(
     shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
