@@ -11,8 +11,10 @@ resolution.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,18 +58,101 @@ def control_points(moved: np.ndarray, own: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(moved, np.float64)[WARP_INDEX], ring_points(own)], axis=0)
 
 
+class CropFile:
+    """The crops of a texture bank in an ``.npy`` file (N, H, W, 3) uint8, read a crop at a time.
+
+    Indexing with one position reads that crop from the file (an array of its own); any other index,
+    or ``np.asarray``, reads what it selects. Nothing is mapped into the process: a long render that
+    visits every crop of a large bank holds one crop at a time, not the bank, and the file's pages
+    stay in the system's file cache where other programs can have them back. The file stays open
+    (a bank replaced on disk keeps reading its own file where the system allows)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file = open(self.path, "rb")  # held for the life of the bank
+        try:
+            version = np.lib.format.read_magic(self._file)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._file)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._file)
+        except Exception:
+            self._file.close()
+            raise
+        if fortran or dtype != np.uint8 or len(shape) != 4:
+            self._file.close()
+            raise ValueError(f"{self.path}: not a texture bank (shape {shape}, {dtype})")
+        self.shape: tuple[int, ...] = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 4
+        self._offset = self._file.tell()
+        self._item = int(np.prod(self.shape[1:]))
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, i: int) -> np.ndarray:
+        out = np.empty(self.shape[1:], np.uint8)
+        with self._lock:
+            self._file.seek(self._offset + i * self._item)
+            got = self._file.readinto(out.reshape(-1).data)
+        if got != self._item:
+            raise OSError(f"{self.path}: the texture bank file is truncated (crop {i})")
+        return out
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            i = int(index)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"crop {i} of a bank of {len(self)}")
+            return self._read(i % len(self))
+        first = index[0] if isinstance(index, tuple) else index
+        rest = index[1:] if isinstance(index, tuple) else ()
+        picks = np.arange(len(self))[first]
+        if np.ndim(picks) == 0:
+            return self._read(int(picks))[rest]
+        block = np.empty((len(picks), *self.shape[1:]), np.uint8)
+        for k, i in enumerate(picks):
+            block[k] = self._read(int(i))
+        return block[(slice(None), *rest)]
+
+    def __iter__(self) -> Any:
+        return (self._read(i) for i in range(len(self)))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def create_crop_file(path: Path, shape: tuple[int, int, int, int]) -> Any:
+    """A new bank file of ``shape`` (uint8, zero-filled, sparse where the system allows), opened for
+    writing; returns the open file and the byte offset of crop 0."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                "shape": tuple(int(v) for v in shape)})
+        offset = f.tell()
+        f.truncate(offset + int(np.prod(shape)))
+    return open(path, "r+b"), offset  # closed by the BankWriter
+
+
 @dataclass
 class TextureBank:
     """The speaker's source frames usable as mouth texture: their lower-face crops and geometry.
 
-    ``crops`` may be a disk-backed memmap so memory does not grow with the footage."""
+    ``crops`` is a :class:`CropFile` for a bank kept on disk (memory does not grow with the footage
+    or the bank) or an array."""
 
     frames: np.ndarray  # (N,) source frame indices, increasing
     codes: np.ndarray  # (N, C) shape codes
     pose: np.ndarray  # (N, 3) yaw, pitch, roll in degrees
     landmarks: np.ndarray  # (N, 468, 2) image px
     origins: np.ndarray  # (N, 2) crop top-left in the source frame (x, y)
-    crops: np.ndarray  # (N, H, W, 3) uint8
+    crops: np.ndarray | CropFile  # (N, H, W, 3) uint8
     triangles: np.ndarray  # (T, 3) indices into control_points
 
     def __len__(self) -> int:
@@ -197,10 +282,14 @@ class BankWriter:
         # leaves no half-written bank behind.
         self.path = path
         self._tmp: Path | None = None
+        self._out: Any = None  # the bank file being written, when on disk
+        self._offset = 0
+        self.crops: np.ndarray | CropFile = np.zeros((0, h, w, 3), np.uint8)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._tmp = path.with_name(f"{path.stem}.{os.getpid()}.{id(self)}.tmp.npy")
-            self.crops: np.ndarray = np.lib.format.open_memmap(self._tmp, mode="w+", dtype=np.uint8, shape=shape)
+            # Written with plain file writes: the crops go to the file, not into this process.
+            self._out, self._offset = create_crop_file(self._tmp, shape)
         else:
             self.crops = np.zeros(shape, np.uint8)
         self.origins = np.zeros((len(self.frames), 2), np.int64)
@@ -219,29 +308,35 @@ class BankWriter:
         fh, fw = self.frame_hw
         x0 = int(np.clip(round(centre[0] - w / 2), 0, max(0, fw - w)))
         y0 = int(np.clip(round(centre[1] - h / 2), 0, max(0, fh - h)))
-        self.crops[i] = image[y0 : y0 + h, x0 : x0 + w]
+        crop = image[y0 : y0 + h, x0 : x0 + w]
+        if self._out is not None:
+            self._out.seek(self._offset + i * h * w * 3)
+            self._out.write(np.ascontiguousarray(crop, np.uint8).data)
+        else:
+            assert isinstance(self.crops, np.ndarray)
+            self.crops[i] = crop
         self.origins[i] = (x0, y0)
 
     def finish(self) -> TextureBank:
         if self._tmp is not None and self.path is not None:
-            assert isinstance(self.crops, np.memmap)
-            self.crops.flush()
-            del self.crops
+            self._out.close()
+            self._out = None
             final = self.path
             try:
                 os.replace(self._tmp, final)
             except OSError:  # the old bank is held open where files cannot be replaced (Windows)
                 final = self._tmp
             self._tmp = None
-            self.crops = np.load(final, mmap_mode="r")
+            self.crops = CropFile(final)
             self.path = final
         return TextureBank(self.frames, self.codes, self.pose, self.landmarks, self.origins, self.crops, self.triangles)
 
     def discard(self) -> None:
         """Drop an unfinished bank's temporary file (a cancelled or failed fit)."""
         if self._tmp is not None:
-            del self.crops
-            self.crops = np.zeros((0, 1, 1, 3), np.uint8)
+            if self._out is not None:
+                self._out.close()
+                self._out = None
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 

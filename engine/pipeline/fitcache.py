@@ -8,7 +8,7 @@ landmarks, usable frames and the frames where it speaks), the audio features' fo
 (its weights). A change to any of them is a miss, never a stale fit.
 
 What an entry holds is only what cannot be recomputed cheaply: the models and the bank's small
-arrays. The bank's crops stay in their own file (a memory map), its landmarks and poses are re-read
+arrays. The bank's crops stay in their own file (read a crop at a time), its landmarks and poses are re-read
 from the face track, so an entry is a few hundred kilobytes for an hour of footage per speaker.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 from engine.audio.features import FEATURES_VERSION
 from engine.lipsync.model import PriorModel, Ridge, SpeakerModel
 from engine.lipsync.shape import ShapeModel
-from engine.lipsync.synth import TextureBank
+from engine.lipsync.synth import CropFile, TextureBank
 from engine.pipeline.fit import SpeakerFit
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.paths import cache_dir
@@ -50,7 +50,7 @@ def _digest(h: Any, *arrays: np.ndarray | None) -> None:
         h.update(a.view(np.uint8).reshape(-1).data)
 
 
-def bank_check(crops: np.ndarray) -> str:
+def bank_check(crops: np.ndarray | CropFile) -> str:
     """A short digest of a texture bank's crops (shape, first, middle and last crop): the bank file
     is named by video and face, so a later fit of the same face may have replaced it."""
     h = hashlib.sha256(f"{crops.shape}".encode())
@@ -144,8 +144,9 @@ def load_fit(key: str, track: FaceTrack, n_frames: int, directory: Path | None =
                 return None
             arrays = {k: z[k] for k in z.files}
         frames = arrays["bank.frames"]
-        crops = np.load(meta["bank_path"], mmap_mode="r")
+        crops = CropFile(meta["bank_path"])
         if len(crops) != len(frames) or meta.get("bank_check") != bank_check(crops):
+            crops.close()
             return None  # the bank file now holds another fit's frames
         pose = np.asarray(track.pose[track.rows_of(frames)], np.float64)
         bank = TextureBank(frames, arrays["bank.codes"], pose, track.raw_at(frames),

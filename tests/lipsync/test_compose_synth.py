@@ -406,3 +406,33 @@ def test_plan_never_asks_the_warp_for_a_mouth_beyond_the_bank() -> None:
     assert asked <= 1.2 * filmed, f"asked for an opening of {asked:.3f}, the bank's widest is {filmed:.3f}"
     out = FrameComposer([plan])(0, frames[0])
     assert out.shape == frames[0].shape
+
+
+def test_a_bank_on_disk_reads_back_the_crops_a_bank_in_memory_holds(tmp_path) -> None:
+    opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(N) / 4.0))
+    lms = np.stack([face_landmarks(o, seed=i % 3) for i, o in enumerate(opening)])
+    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
+    codes = fit_shape_model(lms, 5).encode_landmarks(lms)
+    banks = []
+    for path in (None, tmp_path / "bank.npy"):
+        writer = BankWriter(np.arange(N), codes, np.zeros((N, 3)), lms, frames[0].shape[:2], path)
+        for i in range(N):
+            writer.add(i, frames[i])
+        banks.append(writer.finish())
+    mem, disk = banks
+    assert isinstance(disk.crops, synth.CropFile) and not list(tmp_path.glob("*.tmp.npy"))
+    assert disk.crops.shape == mem.crops.shape and len(disk.crops) == N
+    assert mem.crops[5].any()  # the crops hold the face, not the file's zero fill
+    np.testing.assert_array_equal(disk.crops[5], mem.crops[5])
+    np.testing.assert_array_equal(disk.crops[-1], mem.crops[-1])
+    np.testing.assert_array_equal(disk.crops[[3, 7]], mem.crops[[3, 7]])
+    np.testing.assert_array_equal(disk.crops[2:9:3, 4:10], mem.crops[2:9:3, 4:10])
+    np.testing.assert_array_equal(np.asarray(disk.crops), mem.crops)
+    np.testing.assert_array_equal(np.load(tmp_path / "bank.npy"), mem.crops)  # a plain .npy file
+    with pytest.raises(IndexError):
+        disk.crops[N]
+    # A bank file cut short reads as an error naming the file, not as black texture.
+    data = (tmp_path / "bank.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[: len(data) - 10])
+    with pytest.raises(OSError, match="short.npy"):
+        synth.CropFile(tmp_path / "short.npy")[N - 1]
