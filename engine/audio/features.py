@@ -25,7 +25,7 @@ from engine.audio.mel import (
     SAMPLE_RATE,
     WINDOW_FRAMES,
     log_mel_raw,
-    power_spectrogram,
+    power_blocks,
     whisper_scale,
 )
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
@@ -71,8 +71,11 @@ class WhisperFeatures:
         if self.positions is None:
             raise ValueError("these features carry no window positions; compute them with whisper_features")
         bias = silence_encoding(threads)
+        out = np.array(self.vectors, np.float32)
+        for i in range(0, len(out), 4096):  # a block at a time: no full-size gathered copy of the bias
+            out[i : i + 4096] -= bias[self.positions[i : i + 4096].astype(np.int64)]
         return WhisperFeatures(
-            (self.vectors - bias[self.positions.astype(np.int64)]).astype(np.float32),
+            out,
             np.zeros_like(self.silence),
             self.duration_s,
             self.rate_hz,
@@ -295,12 +298,15 @@ def band_energy_db(
     iv = frame_intervals(frame_times_s, last_duration_s) - float(offset_s)
     n_fft = 512
     hop = HOP  # 10 ms resolution
-    spec = power_spectrogram(x, n_fft=n_fft, hop=hop)  # (257, m), column j centred at j*hop
     freqs = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)
     band = (freqs >= low_hz) & (freqs <= high_hz)
     win_energy = float(np.sum((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)) ** 2))
-    # Band power per hop (Parseval, one-sided: x2 for non-DC bins), as a rate per second.
-    power = 2.0 * spec[band].sum(axis=0) / (n_fft * win_energy)
+    # Band power per hop (Parseval, one-sided: x2 for non-DC bins), as a rate per second; hop j is
+    # centred at j * hop samples. Summed a block of hops at a time (no whole-track spectrogram).
+    power = np.zeros(len(x) // hop, np.float32)
+    for b0, block in power_blocks(x, n_fft=n_fft, hop=hop):
+        power[b0 : b0 + len(block)] = block[:, band].sum(axis=1)
+    power *= 2.0 / (n_fft * win_energy)
     m = power.shape[0]
     if iv.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)

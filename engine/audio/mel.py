@@ -8,6 +8,7 @@ the Whisper encoder was trained on, which the encoder features depend on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -67,38 +68,46 @@ def _hann(n: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
-def power_spectrogram(audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
-    """|STFT|^2 of centred, reflect-padded frames: shape (n_fft // 2 + 1, len // hop), float32.
+def power_blocks(
+    audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP, block: int = 4096
+) -> Iterator[tuple[int, np.ndarray]]:
+    """|STFT|^2 of centred, reflect-padded frames, a block of frames at a time: yields ``(first,
+    power)`` with ``power`` float32 (frames, n_fft // 2 + 1) for frames ``first`` onwards.
 
     Like Whisper, the last frame of a centred STFT is dropped, so there are exactly
-    ``len(audio) // hop`` frames and frame ``j`` is centred at ``j * hop`` samples.
-    """
+    ``len(audio) // hop`` frames and frame ``j`` is centred at ``j * hop`` samples. A long track is
+    never held as one spectrogram (10 minutes would be 50-60 MB per copy)."""
     x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
     n_frames = len(x) // hop
     if n_frames == 0:
-        return np.zeros((n_fft // 2 + 1, 0), dtype=np.float32)
+        return
     pad = n_fft // 2
-    if len(x) > pad:
-        xp = np.pad(x, (pad, pad), mode="reflect")
-    else:
-        xp = np.pad(x, (pad, pad), mode="constant")
+    xp = np.pad(x, (pad, pad), mode="reflect" if len(x) > pad else "constant")
     window = _hann(n_fft)
-    out = np.empty((n_fft // 2 + 1, n_frames), dtype=np.float32)
-    # Block-wise to bound memory on long tracks.
-    block = 4096
     for b0 in range(0, n_frames, block):
         b1 = min(n_frames, b0 + block)
         idx = np.arange(b0, b1)[:, None] * hop + np.arange(n_fft)[None, :]
-        frames = xp[idx] * window
-        spec = np.fft.rfft(frames, n=n_fft, axis=1)
-        out[:, b0:b1] = (spec.real**2 + spec.imag**2).T
+        spec = np.fft.rfft(xp[idx] * window, n=n_fft, axis=1)
+        yield b0, (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
+def power_spectrogram(audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+    """|STFT|^2 of centred, reflect-padded frames: shape (n_fft // 2 + 1, len // hop), float32
+    (the frames of :func:`power_blocks`)."""
+    n_frames = np.asarray(audio16k).size // hop
+    out = np.empty((n_fft // 2 + 1, n_frames), dtype=np.float32)
+    for b0, power in power_blocks(audio16k, n_fft, hop):
+        out[:, b0 : b0 + len(power)] = power.T
     return out
 
 
 def log_mel_raw(audio16k: np.ndarray) -> np.ndarray:
     """log10 of the mel power, clamped at 1e-10: shape (80, frames), before Whisper's scaling."""
-    mel = mel_filters() @ power_spectrogram(audio16k)
-    return np.log10(np.maximum(mel, 1e-10)).astype(np.float32)
+    filters = mel_filters()
+    out = np.empty((filters.shape[0], np.asarray(audio16k).size // HOP), dtype=np.float32)
+    for b0, power in power_blocks(audio16k):
+        out[:, b0 : b0 + len(power)] = np.log10(np.maximum(filters @ power.T, 1e-10))
+    return out
 
 
 def whisper_scale(log_mel: np.ndarray, max_value: float | None = None) -> np.ndarray:

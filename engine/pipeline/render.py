@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,15 +170,16 @@ def prepare_render(
     except BadInputError as exc:
         raise BadInputError("the video has no usable audio to learn the speaker from", path=video) from exc
     own = track_signals(original, times, cancel=cancel, progress=_stage(progress, "audio", 0.4, 0.1))
+    del original
     speaking = active_speaker(tracks, own.energy_db, own.speech, info.fps)
     vkey = content_hash(video)
     plans = []
     sync: list[AssignmentSync] = []
     refiners: dict[str, Any] = {}
     fits = dict(fitted or {})
-    for k, a in enumerate(assignments):
+    chosen = [choose_face(tracks, a.face, video) for a in assignments]
+    for k, track in enumerate(chosen):
         check_cancel(cancel)
-        track = choose_face(tracks, a.face, video)
         if track.identity not in fits:
             key = library_key(vkey, track.identity)
             prior = load_prior(exclude={key}) if use_library else None
@@ -196,8 +197,13 @@ def prepare_render(
             else:
                 log.info("speaker %s: fit taken from the cache", track.identity)
             fits[track.identity] = fit
+    # The original audio's model rows (10 kB per frame) are done with once every speaker is fitted.
+    del own
+    for k, (a, track) in enumerate(zip(assignments, chosen, strict=True)):
+        check_cancel(cancel)
         dub: TrackSignals = track_signals(_load_track(a, float(times[0])), times, cancel=cancel)
         codes = target_codes(fits[track.identity], dub, info.fps)
+        dub = replace(dub, design=dub.design[:0])  # the rows are done with; the sync score needs the rest
         plan = plan_face(track, fits[track.identity], codes)
         rel = times - times[0]
         if a.start_s is not None:
