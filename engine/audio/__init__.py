@@ -39,6 +39,8 @@ Timeline display (:mod:`engine.audio.peaks`):
 Output (:mod:`engine.audio.mix`):
     mix_output([DubInput(track, dub_track)], video_duration_s, original=None, settings=MixSettings())
         -> MixResult(tracks=[OutputTrack(label, samples (n, 2) float32 at 48 kHz, ...)], warnings)
+    (past about 6 minutes, ``samples`` is a :class:`engine.audio.pcm.PcmFile`: the mix in a temporary
+    file, read in blocks; ``np.asarray`` reads it whole)
 """
 
 from engine.audio.features import (

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.timeline import TrackPlacement, place_on_timeline, place_track, to_samples
+from engine.audio.pcm import PcmFile
+from engine.audio.timeline import TrackPlacement, db_to_gain, timeline_span, to_samples
 from engine.audio.tracks import LoadedTrack, decode_for_output
 from engine.audio.vad import detect_speech
 from engine.errors import BadInputError, MediaError
@@ -32,6 +33,10 @@ OUTPUT_CHANNELS = 2
 _HEADROOM = 10 ** (-24 / 20)  # pre-attenuation of each source before the 32-bit sum
 _INT_SCALE = float(2**31 - 1)
 _BLOCK_S = 30.0
+# A timeline buffer larger than this (about 5.8 minutes of 48 kHz stereo) is kept in a temporary file:
+# the mix of a long video stays out of memory while it is built and while the export encodes it.
+FILE_ABOVE_BYTES = 64 * 2**20
+Buffer = np.ndarray | PcmFile  # a (n, 2) float32 timeline track
 
 
 class MixMode(str, enum.Enum):
@@ -52,10 +57,11 @@ class MixSettings:
 
 @dataclass
 class OutputTrack:
-    """One output audio track: float32 (n, 2) at 48 kHz, peaks at or below the ceiling."""
+    """One output audio track: float32 (n, 2) at 48 kHz, peaks at or below the ceiling; a
+    :class:`engine.audio.pcm.PcmFile` when longer than ``FILE_ABOVE_BYTES`` (``np.asarray`` reads it)."""
 
     label: str
-    samples: np.ndarray
+    samples: np.ndarray | PcmFile
     peak_dbfs: float
     gain_db: float  # the whole-track gain applied to stay under the ceiling (0 when none was needed)
 
@@ -93,15 +99,15 @@ def _from_segment(seg, frames: int, headroom: float) -> np.ndarray:
     return (data.astype(np.float64) / (headroom * _INT_SCALE)).astype(np.float32)
 
 
-def _sum_with_pydub(sources: list[np.ndarray], n: int, cancel: CancelToken | None,
-                    reporter: ProgressReporter | None) -> np.ndarray:
+def _sum_with_pydub(sources: list[Buffer], n: int, cancel: CancelToken | None,
+                    reporter: ProgressReporter | None) -> Buffer:
     """The sum of the sources, written over the first source block by block (they are ours to
     overwrite): the mix costs no second full-length buffer."""
     if not sources:
-        return np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
+        return _new_buffer(n)
     out = sources[0]
     # The sum of the sources' peaks bounds the mix's peak: scale so it always fits the 32-bit range.
-    peak_sum = sum(float(np.abs(src).max()) if src.size else 0.0 for src in sources)
+    peak_sum = sum(_peak(src) for src in sources)
     headroom = min(_HEADROOM, 0.99 / max(peak_sum, 1e-9))
     block = to_samples(_BLOCK_S, OUTPUT_RATE)
     for b0 in range(0, n, block):
@@ -116,27 +122,80 @@ def _sum_with_pydub(sources: list[np.ndarray], n: int, cancel: CancelToken | Non
     return out
 
 
-def _edge_fades(x: np.ndarray, start: int, end: int, fade: int) -> None:
-    """Linear fades over ``fade`` samples at the start and end of the [start, end) region, in place."""
+def _new_buffer(n: int) -> Buffer:
+    """A zeroed (n, 2) float32 track: in memory, or in a temporary file when it is long."""
+    if n * OUTPUT_CHANNELS * 4 > FILE_ABOVE_BYTES:
+        return PcmFile(n, OUTPUT_CHANNELS)
+    return np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
+
+
+def _blocks(n: int) -> range:
+    return range(0, n, to_samples(_BLOCK_S, OUTPUT_RATE))
+
+
+def _peak(x: Buffer) -> float:
+    step = to_samples(_BLOCK_S, OUTPUT_RATE)
+    return max((float(np.abs(x[b0 : b0 + step]).max()) for b0 in _blocks(len(x))), default=0.0)
+
+
+def _fade_gain(t0: int, t1: int, start: int, end: int, fade: int) -> np.ndarray | None:
+    """Gain of the timeline samples [t0, t1) for linear fades over ``fade`` samples at the start and
+    end of the [start, end) region (None where no fade reaches them)."""
     if fade <= 1 or end - start < 2 * fade:
-        return
-    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)[:, None]
-    x[start : start + fade] *= ramp
-    x[end - fade : end] *= ramp[::-1]
+        return None
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    t = np.arange(t0, t1)
+    head = (t >= start) & (t < start + fade)
+    tail = (t >= end - fade) & (t < end)
+    if not head.any() and not tail.any():
+        return None
+    g = np.ones(t1 - t0, np.float32)
+    g[head] = ramp[t[head] - start]
+    g[tail] *= ramp[::-1][t[tail] - (end - fade)]
+    return g
 
 
-def _limit(samples: np.ndarray, ceiling_dbfs: float) -> tuple[float, float]:
+def _place(x: np.ndarray, n: int, placement: TrackPlacement | None, video_duration_s: float, name: str,
+           fade: tuple[int, int, int] | None = None, offset_s: float = 0.0) -> tuple[Buffer, list[str]]:
+    """``x`` (48 kHz stereo) placed on a new timeline buffer of ``n`` samples, a block at a time.
+
+    ``placement``: the track's offset, trims and gain (None: whole, at ``offset_s``, unit gain);
+    ``fade``: (start, end, length) on the timeline of the edge fades."""
+    if placement is None:
+        a, b, d, _, warnings = timeline_span(len(x), OUTPUT_RATE, offset_s, 0.0, None, video_duration_s, name)
+        gain = np.float32(1.0)
+    else:
+        a, b, d, _, warnings = timeline_span(len(x), OUTPUT_RATE, placement.offset_s, placement.trim_in_s,
+                                             placement.trim_out_s, video_duration_s, name)
+        gain = np.float32(db_to_gain(placement.gain_db))
+    out = _new_buffer(n)
+    step = to_samples(_BLOCK_S, OUTPUT_RATE)
+    for i in range(a, b, step):
+        j = min(b, i + step)
+        t0 = d + (i - a)
+        chunk = np.multiply(x[i:j], gain, dtype=np.float32)
+        g = None if fade is None else _fade_gain(t0, t0 + (j - i), *fade)
+        if g is not None:
+            chunk *= g[:, None]
+        out[t0 : t0 + (j - i)] = chunk
+    return out, warnings
+
+
+def _limit(samples: Buffer, ceiling_dbfs: float) -> tuple[float, float]:
     """Scale down in place so the peak is at most the ceiling. Returns (peak dBFS after, gain dB)."""
-    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    peak = _peak(samples)
     ceiling = 10 ** (ceiling_dbfs / 20)
     gain_db = 0.0
     if peak > ceiling:
         g = ceiling / peak
-        samples *= np.float32(g)
-        # float32 rounding can leave a sample a hair above: clamp those few.
-        np.clip(samples, -ceiling, ceiling, out=samples)
+        step = to_samples(_BLOCK_S, OUTPUT_RATE)
+        for b0 in _blocks(len(samples)):
+            block = samples[b0 : b0 + step] * np.float32(g)
+            # float32 rounding can leave a sample a hair above: clamp those few.
+            np.clip(block, -ceiling, ceiling, out=block)
+            samples[b0 : b0 + step] = block
         gain_db = 20 * np.log10(g)
-        peak = float(np.abs(samples).max())
+        peak = _peak(samples)
     return (20 * np.log10(peak) if peak > 0 else -np.inf), gain_db
 
 
@@ -178,7 +237,7 @@ def duck_gain(segments: list[tuple[float, float]], n: int, settings: MixSettings
 
 
 def _load_original(original: LoadedTrack | str | os.PathLike[str] | np.ndarray, n: int,
-                   offset_s: float, warnings: list[str]) -> np.ndarray | None:
+                   offset_s: float, warnings: list[str]) -> Buffer | None:
     if isinstance(original, np.ndarray):
         x = np.asarray(original, dtype=np.float32)
         if x.ndim == 1:
@@ -194,7 +253,7 @@ def _load_original(original: LoadedTrack | str | os.PathLike[str] | np.ndarray, 
         except MediaError as exc:
             warnings.append(f"the original audio cannot be used: {exc.user_text()}")
             return None
-    placed, w = place_on_timeline(x, OUTPUT_RATE, offset_s, 0.0, 0.0, None, n / OUTPUT_RATE, name="the original audio")
+    placed, w = _place(x, n, None, n / OUTPUT_RATE, "the original audio", offset_s=offset_s)
     # A video's own audio commonly outlasts its last frame by a few packets: not worth a warning.
     warnings.extend(m for m in w if "past the end of the video" not in m)
     return placed
@@ -221,23 +280,24 @@ def mix_output(
     warnings: list[str] = []
     reporter = ProgressReporter(progress, "audio mix", n)
 
-    sources: list[np.ndarray] = []
+    # Each source is placed on its own timeline buffer (a temporary file for a long video), and its
+    # decoded samples are dropped before the next is decoded.
+    sources: list[Buffer] = []
     for i, dub in enumerate(dubs):
         check_cancel(cancel)
         name = dub.name or dub.track.path.name or f"dub track {i + 1}"
-        placed, w = place_track(dub.track.at(OUTPUT_RATE, OUTPUT_CHANNELS), OUTPUT_RATE, dub.placement,
-                                video_duration_s, name)
-        warnings.extend(w)
         p = dub.placement
         start = max(0, to_samples(p.offset_s, OUTPUT_RATE))
         trim_out = min(dub.track.duration_s, p.trim_out_s if p.trim_out_s is not None else np.inf)
         end = min(n, to_samples(p.offset_s + (trim_out - p.trim_in_s), OUTPUT_RATE))
-        _edge_fades(placed, start, end, to_samples(s.edge_fade_s, OUTPUT_RATE))
+        placed, w = _place(dub.track.at(OUTPUT_RATE, OUTPUT_CHANNELS), n, p, video_duration_s, name,
+                           fade=(start, end, to_samples(s.edge_fade_s, OUTPUT_RATE)))
+        warnings.extend(w)
         sources.append(placed)
     if not dubs:
         warnings.append("no dubbed track to mix: the dub is silent")
 
-    orig: np.ndarray | None = None
+    orig: Buffer | None = None
     if s.mode is not MixMode.DUB_ONLY:
         if original is None:
             warnings.append("the original audio is missing: exporting the dub alone")
@@ -250,7 +310,7 @@ def mix_output(
         for b0 in range(0, n, block):
             g = duck_gain([(a - b0 / OUTPUT_RATE, b - b0 / OUTPUT_RATE) for a, b in segments],
                           min(block, n - b0), s)
-            orig[b0 : b0 + block] *= g[:, None]
+            orig[b0 : b0 + block] = orig[b0 : b0 + block] * g[:, None]
         sources.append(orig)
 
     dub_mix = _sum_with_pydub(sources, n, cancel, reporter)

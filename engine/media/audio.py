@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import av.audio.stream
@@ -87,6 +88,46 @@ def _pick_audio_stream(path: Path, container: av.container.InputContainer, strea
     return audio[0]
 
 
+# The first buffer of a decode holds at most this long at the output rate; a longer track grows it.
+_FIRST_BUFFER_S = 3600.0
+
+
+def _expected_samples(stream: Any, container: Any, rate: int) -> int:
+    """Samples the stream should decode to at ``rate``, from its (or the container's) duration, with a
+    little to spare; a minute when neither says."""
+    seconds = 0.0
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = float(container.duration) / av.time_base
+    if not 0 < seconds < 1e7:
+        seconds = 60.0
+    return int(min(seconds, _FIRST_BUFFER_S) * 1.01 * rate) + rate
+
+
+class _Growing:
+    """Rows appended to one float32 buffer that grows by half when full."""
+
+    def __init__(self, capacity: int, channels: int) -> None:
+        self.buf = np.empty((max(1, capacity), channels), np.float32)
+        self.filled = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        end = self.filled + len(rows)
+        if end > len(self.buf):
+            grown = np.empty((max(end, len(self.buf) * 3 // 2), self.buf.shape[1]), np.float32)
+            grown[: self.filled] = self.buf[: self.filled]
+            self.buf = grown
+        self.buf[self.filled : end] = rows
+        self.filled = end
+
+    def result(self) -> np.ndarray:
+        """The rows, without the spare room when it is more than a twentieth of the buffer."""
+        if self.filled >= len(self.buf) * 0.95:
+            return self.buf[: self.filled]
+        return self.buf[: self.filled].copy()
+
+
 def decode_audio(
     path: str | os.PathLike[str],
     sample_rate: int | None = None,
@@ -122,15 +163,16 @@ def decode_audio(
             raise MediaError("audio stream has no sample rate", p)
         resampler = av.AudioResampler(format="flt", layout=layout_for(out_channels), rate=out_rate)
 
-        chunks: list[np.ndarray] = []
+        # Decoded straight into one buffer sized from the stream's duration (grown if the estimate is
+        # short): a list of chunks joined at the end would hold the whole track twice.
+        out = _Growing(_expected_samples(stream, container, out_rate), out_channels)
         warnings: list[str] = []
         errors = 0
         first_time: float | None = None
 
         def take(frames: list[av.AudioFrame]) -> None:
             for f in frames:
-                a = f.to_ndarray()
-                chunks.append(a.reshape(-1, out_channels))
+                out.append(f.to_ndarray().reshape(-1, out_channels))
 
         try:
             for packet in container.demux(stream):
@@ -147,17 +189,17 @@ def decode_audio(
                     take(resampler.resample(frame))
         except av.FFmpegError as exc:
             # A demux error part-way (truncated/corrupt container): keep what decoded.
-            if not chunks:
+            if not out.filled:
                 raise media_error(p, exc, "decoding its audio") from exc
-            warnings.append(f"audio stream is damaged or truncated after {sum(len(c) for c in chunks) / out_rate:.2f} s: {exc}")
+            warnings.append(f"audio stream is damaged or truncated after {out.filled / out_rate:.2f} s: {exc}")
         take(resampler.resample(None))
         if errors:
             warnings.append(f"{errors} audio packet(s) could not be decoded and were skipped")
-        if not chunks or sum(len(c) for c in chunks) == 0:
+        if out.filled == 0:
             if errors:
                 raise MediaError("audio stream is corrupt: no packet could be decoded", p)
             raise MediaError("audio stream contains no samples (zero length)", p)
-        samples = np.ascontiguousarray(np.concatenate(chunks, axis=0), dtype=np.float32)
+        samples = out.result()
         for w in warnings:
             log.warning("%s: %s", p, w)
         return AudioData(

@@ -152,10 +152,11 @@ class AudioTrack:
 
     ``language``: ISO 639-1 or 639-2 code ("de" / "deu"). ``start_time``: seconds on the output's
     clock at which ``samples[0]`` plays. ``default``: the track players pick first (the first track
-    is the default when none is marked).
+    is the default when none is marked). ``samples`` may also be anything that slices like such an
+    array (a long mix in a temporary file, engine.audio.pcm.PcmFile): the export reads it in chunks.
     """
 
-    samples: np.ndarray
+    samples: np.ndarray | Any
     sample_rate: int
     language: str = "und"
     title: str | None = None

@@ -173,3 +173,65 @@ def test_many_loud_tracks_do_not_saturate_the_sum(tmp_path: Path) -> None:
     assert float(np.abs(track.samples).max()) <= 10 ** (-1 / 20) + 1e-7
     shape = track.samples[:, 0] / np.abs(track.samples[:, 0]).max()
     assert np.allclose(shape, base / np.abs(base).max(), atol=1e-4)  # a scaled sine, not a clipped one
+
+
+@pytest.mark.parametrize("mode", list(MixMode))
+def test_a_long_mix_in_a_temporary_file_equals_the_mix_in_memory(tmp_path: Path, monkeypatch, mode) -> None:
+    from engine.audio import mix
+    from engine.audio.pcm import PcmFile
+
+    monkeypatch.setattr(mix, "_BLOCK_S", 0.2)  # many blocks; fades and ducking ramps cross their edges
+    loud = dub_file(tmp_path, "loud.wav", np.stack([tone(2.0, OUTPUT_RATE, 220.0, 0.9)] * 2, axis=1))
+    loud.placement = Dub(offset_s=0.398, gain_db=4.0, trim_in_s=0.1, trim_out_s=1.7)
+    second = dub_file(tmp_path, "second.wav", bursts(2.5, 44100, [(0.3, 0.9), (1.4, 2.0)], seed=3), rate=44100)
+    second.placement = Dub(offset_s=-0.5)
+    original = np.stack([tone(3.0, OUTPUT_RATE, 500.0, 0.4), tone(3.0, OUTPUT_RATE, 510.0, 0.4)], axis=1)
+    settings = MixSettings(mode=mode)
+
+    in_memory = mix_output([loud, second], 2.6, original=original, settings=settings)
+    monkeypatch.setattr(mix, "FILE_ABOVE_BYTES", 0)
+    on_disk = mix_output([loud, second], 2.6, original=original, settings=settings)
+
+    assert on_disk.warnings == in_memory.warnings
+    assert [t.label for t in on_disk.tracks] == [t.label for t in in_memory.tracks]
+    for a, b in zip(in_memory.tracks, on_disk.tracks, strict=True):
+        assert isinstance(a.samples, np.ndarray) and isinstance(b.samples, PcmFile)
+        assert b.samples.shape == a.samples.shape and b.samples.dtype == np.float32
+        np.testing.assert_array_equal(np.asarray(b.samples), a.samples)
+        assert (b.peak_dbfs, b.gain_db) == (a.peak_dbfs, a.gain_db)
+    assert in_memory.tracks[0].gain_db < 0.0  # the loud dub was brought under the ceiling
+
+
+def test_edge_fades_across_block_edges_match_the_placed_ramps(tmp_path: Path, monkeypatch) -> None:
+    from engine.audio import mix
+
+    monkeypatch.setattr(mix, "_BLOCK_S", 0.2)
+    src = np.full(OUTPUT_RATE, 0.5, np.float32)
+    d = dub_file(tmp_path, "dc.wav", src)
+    d.placement = Dub(offset_s=0.398, gain_db=-6.0, trim_in_s=0.1, trim_out_s=0.6)  # ends at 0.898 s
+    out = mix_output([d], 1.0, settings=MixSettings(edge_fade_s=0.005)).tracks[0].samples[:, 0]
+    start, end, fade = round(0.398 * OUTPUT_RATE), round(0.898 * OUTPUT_RATE), 240
+    expected = np.zeros(OUTPUT_RATE, np.float32)
+    expected[start:end] = 0.5 * np.float32(10 ** (-6 / 20))
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    expected[start : start + fade] *= ramp
+    expected[end - fade : end] *= ramp[::-1]
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_pcm_file_reads_back_what_was_written() -> None:
+    from engine.audio.pcm import PcmFile
+
+    x = PcmFile(1000, 2)
+    assert x.shape == (1000, 2) and len(x) == 1000 and x.ndim == 2 and not np.asarray(x).any()
+    block = np.arange(200, dtype=np.float32).reshape(100, 2)
+    x[300:400] = block
+    np.testing.assert_array_equal(x[300:400], block)
+    np.testing.assert_array_equal(x[350:450, 1], np.concatenate([block[50:, 1], np.zeros(50, np.float32)]))
+    np.testing.assert_array_equal(x[-700], block[0])
+    assert x[990:2000].shape == (10, 2)  # a run past the end stops at the end, as an array's does
+    x[0:1000] = 0.25  # a scalar fills the run
+    assert float(np.asarray(x).min()) == 0.25
+    with pytest.raises(TypeError):
+        x[::2]
+    x.close()

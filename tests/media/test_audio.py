@@ -135,3 +135,14 @@ def test_unknown_audio_codec_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(MediaError) as info:
         decode_audio(path)
     assert "strange codec.wav" in str(info.value)
+
+
+def test_a_track_longer_than_its_first_buffer_decodes_whole(tmp_path: Path, monkeypatch) -> None:
+    from engine.media import audio
+
+    path, ref = synth.make_audio(tmp_path / "long.flac", codec="flac", rate=44100, channels=2, duration=2.0)
+    whole = decode_audio(path).samples
+    monkeypatch.setattr(audio, "_FIRST_BUFFER_S", 0.01)  # the buffer has to grow
+    grown = decode_audio(path).samples
+    assert len(whole) == len(ref) and grown.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(grown, whole)
