@@ -46,7 +46,7 @@ run_tests() {
     export QT_QPA_PLATFORM=offscreen
     echo "== ruff"
     "$py" -m ruff check .
-    echo "== mypy engine/"
+    echo "== mypy engine/ app/"
     "$py" -m mypy
     echo "== import contracts (engine never imports Qt)"
     "$VENV/bin/lint-imports"

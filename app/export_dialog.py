@@ -262,6 +262,8 @@ class ExportDialog(QDialog):
         """Grow to the height the wrapped notes need at this width (a dialog's size hint does not ask
         them, so a note that wraps to more lines would squeeze the boxes above it)."""
         layout = self.layout()
+        if layout is None:
+            return
         layout.activate()
         need = layout.totalHeightForWidth(self.width())
         if need > self.height():

@@ -54,7 +54,7 @@ def run_analysis(path: Path, settings: Any, progress: ProgressFn | None = None, 
 
     backend = "insightface" if getattr(settings, "face_backend", "builtin") == "insightface" else "builtin"
     folder = (getattr(settings, "insightface_folder", "") or None) if backend == "insightface" else None
-    kwargs = {"video": str(path), "backend": backend, "insightface_dir": folder}
+    kwargs: dict[str, Any] = {"video": str(path), "backend": backend, "insightface_dir": folder}
     if in_subprocess:
         from app.subprocess_job import run_in_subprocess
 

@@ -157,7 +157,7 @@ class Inspector(QWidget):
 
     select = Signal(str, str)
 
-    def __init__(self, doc: Document, session: Session, push: Callable[[Command, bool], None], parent: QWidget | None = None) -> None:
+    def __init__(self, doc: Document, session: Session, push: Callable[[Command, bool], object], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
         self.session = session

@@ -25,7 +25,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 def offer_restore(window: object, info: dict[str, object] | None) -> bool:
     """If the last session did not close cleanly and left an autosave (``info``), offer to restore it."""
-    from PySide6.QtWidgets import QMessageBox
+    from PySide6.QtWidgets import QMessageBox, QWidget
 
     from app.document import discard_autosave
 
@@ -33,9 +33,10 @@ def offer_restore(window: object, info: dict[str, object] | None) -> bool:
         return False
     original = info.get("project_path")
     where = f" of “{Path(str(original)).name}”" if original else ""
+    parent = window if isinstance(window, QWidget) else None
     box = QMessageBox(QMessageBox.Icon.Question, "Restore unsaved work?",
                       f"Lipdub Studio did not close normally last time. An autosaved copy{where} is available.\n\n"
-                      "Restore it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, window)  # type: ignore[arg-type]
+                      "Restore it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
     box.setDefaultButton(QMessageBox.StandardButton.Yes)
     if box.exec() == QMessageBox.StandardButton.Yes:
         return bool(window.restore_autosave(info["autosave"], original))  # type: ignore[attr-defined]
@@ -62,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path = setup_logging()
     log.info("Lipdub Studio starting; log file %s", log_path)
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     app.setWindowIcon(icon("app"))

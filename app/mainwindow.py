@@ -203,7 +203,8 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         S = QKeySequence.StandardKey
-        a = self.actions_by_name = {}
+        a: dict[str, QAction] = {}
+        self.actions_by_name = a
         a["new"] = self._action("&New project", self.new_project, S.New)
         a["open"] = self._action("&Open project…", self.open_project_dialog, S.Open, "open")
         a["open_video"] = self._action("Open &video…", self.open_video_dialog, "Ctrl+Shift+O", "video", "Open a video")
@@ -598,8 +599,12 @@ class MainWindow(QMainWindow):
             return
         if probed is None:
             self.session.video_status = "Reading the video…"
+            def probed_now(p: ProbedVideo) -> None:
+                self._probed[p.path] = p
+                self._video_ready(p)
+
             self.run_job("probe", lambda progress, cancel: probe_video(path, progress, cancel), f"Opening the video {path.name}",
-                         on_result=lambda p: (self._probed.__setitem__(p.path, p), self._video_ready(p)))
+                         on_result=probed_now)
         else:
             self._video_ready(probed)
 

@@ -105,7 +105,7 @@ class AudioPlayer(QObject):
         if self._job is not None:
             self._job.cancel()
         project = self.doc.stack.snapshot()
-        probe = project.video.probe or {}
+        probe = (project.video.probe if project.video is not None else None) or {}
         duration = float(probe.get("duration_s", 0.0)) or 1.0
         target = cache_dir("preview") / f"mix-{revision}.wav"
 

@@ -57,6 +57,8 @@ class AppSettings:
         recent = s.value("recent", [])
         if isinstance(recent, str):
             recent = [recent]
+        elif not isinstance(recent, (list, tuple)):
+            recent = []
         return cls(
             face_backend=str(s.value("faces/backend", "builtin")),
             insightface_folder=str(s.value("faces/insightface_folder", "")),

@@ -13,6 +13,7 @@ in flight; each result carries its request id and stale ones are dropped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -225,10 +226,10 @@ class LatestOnly(QObject):
         worker = self._pool.start(
             fn,
             f"{self._name}#{rid}",
-            on_result=lambda value, rid=rid, key=key: self._on_result(rid, key, value),
-            on_error=lambda exc, rid=rid, key=key: self._on_error(rid, key, exc),
+            on_result=functools.partial(self._on_result, rid, key),
+            on_error=functools.partial(self._on_error, rid, key),
             on_cancelled=self._on_cancelled,
-            on_finished=lambda rid=rid: self._on_finished(rid),
+            on_finished=functools.partial(self._on_finished, rid),
         )
         self._in_flight = (rid, worker)
 
