@@ -60,18 +60,20 @@ class WhisperFeatures:
     def num_frames(self) -> int:
         return int(self.vectors.shape[0])
 
-    def debiased(self, threads: int | None = None) -> WhisperFeatures:
+    def debiased(self, threads: int | None = None, in_place: bool = False) -> WhisperFeatures:
         """The vectors minus the encoder's output for silence at the same window position.
 
         Whisper's encoder output carries a large part that depends only on the position inside the
         30 s window (positional embeddings): the same sound encoded at two window positions has a
         cosine similarity near 0.45 on real speech, 0.74 after this subtraction (the time-varying
         part agrees either way: per-dimension correlation over time 0.90). Silence maps to zeros.
+        ``in_place``: subtract from these vectors instead of a copy (for a caller that owns them and
+        keeps only the result: a long track's vectors are 6 MB per minute).
         """
         if self.positions is None:
             raise ValueError("these features carry no window positions; compute them with whisper_features")
         bias = silence_encoding(threads)
-        out = np.array(self.vectors, np.float32)
+        out = self.vectors if in_place and self.vectors.dtype == np.float32 else np.array(self.vectors, np.float32)
         for i in range(0, len(out), 4096):  # a block at a time: no full-size gathered copy of the bias
             out[i : i + 4096] -= bias[self.positions[i : i + 4096].astype(np.int64)]
         return WhisperFeatures(

@@ -69,7 +69,8 @@ def track_signals(
 
     # Debiased: without the part of the encoder output that depends only on the position in its 30 s
     # window, which would otherwise look like a slow trend over the track.
-    feats = whisper_features(audio.samples, progress=progress, cancel=cancel).debiased()
+    # The vectors are this call's own (fresh, or just read from the cache): debiased where they lie.
+    feats = whisper_features(audio.samples, progress=progress, cancel=cancel).debiased(in_place=True)
     vad = detect_speech(audio.samples, cancel=cancel)
     speech = speech_mask(vad.segments, frame_times, audio.offset_s)
     vec_times = np.arange(len(feats.vectors)) / feats.rate_hz
