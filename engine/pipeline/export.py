@@ -73,6 +73,7 @@ from engine.media._open import media_error, open_input
 from engine.media.writer import add_aac_stream
 from engine.pipeline.splice import PLANAR_YUV, rgb_conversion_args, splice_rgb
 from engine.runtime.jobs import CancelToken, Progress, ProgressFn, ProgressReporter, check_cancel
+from engine.runtime.memory import release_free_memory
 
 log = logging.getLogger("lipdub.pipeline.export")
 
@@ -344,6 +345,7 @@ def export_project(
             for k, t in enumerate(mix.tracks)
         ]
         mix_warnings[lang] = [f"{lang} mix: {w}" for w in mix.warnings]
+        release_free_memory()  # the decoded dubs, before the video's frames are in flight
         for w in mix_warnings[lang]:
             log.warning("%s", w)
     mode = language_mode or render.language_mode

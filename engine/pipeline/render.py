@@ -28,6 +28,7 @@ from engine.pipeline.fitcache import fit_key, load_fit, store_fit
 from engine.pipeline.session import FacePlan, FrameComposer, RenderSession, plan_face
 from engine.pipeline.tracks import FaceTrack, tracks_from_analysis
 from engine.runtime.jobs import CancelToken, Progress, ProgressFn, check_cancel
+from engine.runtime.memory import release_free_memory
 from engine.runtime.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def prepare_render(
     times = np.asarray(info.frame_times, np.float64)
     analysis = analyse(video, progress=_stage(progress, "faces", 0.0, 0.4), cancel=cancel)
     tracks = tracks_from_analysis(analysis)
+    release_free_memory()  # what the analysis freed, before the audio stage's peak comes on top
     check_cancel(cancel)
     from engine.pipeline.evaluate import load_audio16k
 
@@ -171,6 +173,7 @@ def prepare_render(
         raise BadInputError("the video has no usable audio to learn the speaker from", path=video) from exc
     own = track_signals(original, times, cancel=cancel, progress=_stage(progress, "audio", 0.4, 0.1))
     del original
+    release_free_memory()
     speaking = active_speaker(tracks, own.energy_db, own.speech, info.fps)
     vkey = content_hash(video)
     plans = []
@@ -199,6 +202,7 @@ def prepare_render(
             fits[track.identity] = fit
     # The original audio's model rows (10 kB per frame) are done with once every speaker is fitted.
     del own
+    release_free_memory()
     for k, (a, track) in enumerate(zip(assignments, chosen, strict=True)):
         check_cancel(cancel)
         dub: TrackSignals = track_signals(_load_track(a, float(times[0])), times, cancel=cancel)
@@ -217,6 +221,7 @@ def prepare_render(
         if engine == "net":
             plan.refiner = _refiner(video, analysis, track.identity, device, refiners, progress, cancel)
         plans.append(plan)
+    release_free_memory()
     if progress is not None:
         progress(Progress("prepare", 1.0, 1.0))
     return PreparedRender(video, plans, len(times), float(info.fps), tracks, fits, sync)
