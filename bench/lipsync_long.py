@@ -181,7 +181,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['minutes']:g} min | {r['frames']} | {r['wall']:.0f} | {r['fps']:.1f} | {r['peak']:.0f} | "
               f"{r['bank_mb']:.0f} | {r['bank_frames']} | {r['stages']} | {r['stage_rss']} |")
-    print("\nRSS: the child's peak resident set (VmHWM), disk-backed bank pages it touched included.")
+    print("\nRSS: the child's peak resident set (VmHWM); the texture bank and a long audio mix are files read in\n"
+          "blocks, not mapped, so their pages are in the system's file cache, not in this figure.")
 
 
 if __name__ == "__main__":
