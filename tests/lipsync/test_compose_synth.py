@@ -434,5 +434,5 @@ def test_a_bank_on_disk_reads_back_the_crops_a_bank_in_memory_holds(tmp_path) ->
     # A bank file cut short reads as an error naming the file, not as black texture.
     data = (tmp_path / "bank.npy").read_bytes()
     (tmp_path / "short.npy").write_bytes(data[: len(data) - 10])
-    with pytest.raises(OSError, match="short.npy"):
+    with pytest.raises(OSError, match=r"short\.npy"):
         synth.CropFile(tmp_path / "short.npy")[N - 1]
