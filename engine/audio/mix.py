@@ -27,6 +27,7 @@ from engine.audio.tracks import LoadedTrack, decode_for_output
 from engine.audio.vad import detect_speech
 from engine.errors import BadInputError, MediaError
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from engine.runtime.paths import cache_dir
 
 OUTPUT_RATE = 48000
 OUTPUT_CHANNELS = 2
@@ -125,7 +126,8 @@ def _sum_with_pydub(sources: list[Buffer], n: int, cancel: CancelToken | None,
 def _new_buffer(n: int) -> Buffer:
     """A zeroed (n, 2) float32 track: in memory, or in a temporary file when it is long."""
     if n * OUTPUT_CHANNELS * 4 > FILE_ABOVE_BYTES:
-        return PcmFile(n, OUTPUT_CHANNELS)
+        # In the user's cache folder, on disk: the system's temporary folder is often in memory (tmpfs).
+        return PcmFile(n, OUTPUT_CHANNELS, directory=str(cache_dir("tmp")))
     return np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
 
 

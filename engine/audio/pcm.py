@@ -2,7 +2,8 @@
 
 A 10-minute 48 kHz stereo float32 track is 220 MiB and an hour 1.3 GiB; the export encodes it a few
 thousand samples at a time, so the mix is written to an unnamed temporary file (gone when closed or
-when the process ends) and read back a block at a time. :class:`PcmFile` answers the part of the
+when the process ends; the mixer puts it in the user's cache folder, since the system's temporary
+folder is often held in memory) and read back a block at a time. :class:`PcmFile` answers the part of the
 array interface the mixer and the encoder use: ``shape``, ``ndim``, ``dtype``, ``len``, reading and
 writing runs of rows (``x[a:b]``, ``x[a:b, c]``, ``x[a:b] = block``) and ``np.asarray(x)``.
 """

@@ -235,3 +235,17 @@ def test_pcm_file_reads_back_what_was_written() -> None:
     with pytest.raises(TypeError):
         x[::2]
     x.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to see where an unnamed file lives")
+def test_a_long_mix_is_kept_in_the_cache_folder_not_the_system_temp(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from engine.audio import mix
+    from engine.runtime.paths import cache_dir
+
+    monkeypatch.setattr(mix, "FILE_ABOVE_BYTES", 0)
+    d = dub_file(tmp_path, "d.wav", tone(1.0, OUTPUT_RATE, 300.0, 0.3))
+    samples = mix_output([d], 1.0).tracks[0].samples
+    where = os.readlink(f"/proc/self/fd/{samples._file.fileno()}")
+    assert where.startswith(str(cache_dir("tmp"))), where
