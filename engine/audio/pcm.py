@@ -73,7 +73,7 @@ class PcmFile:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self[:]
-        return whole if dtype is None else whole.astype(dtype)
+        return whole if dtype is None else whole.astype(dtype, copy=False)
 
     def close(self) -> None:
         self._file.close()

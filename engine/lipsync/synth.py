@@ -61,8 +61,10 @@ def control_points(moved: np.ndarray, own: np.ndarray) -> np.ndarray:
 class CropFile:
     """The crops of a texture bank in an ``.npy`` file (N, H, W, 3) uint8, read a crop at a time.
 
-    Indexing with one position reads that crop from the file (an array of its own); any other index,
-    or ``np.asarray``, reads what it selects. Nothing is mapped into the process: a long render that
+    Indexing with one position reads that crop from the file (an array of its own). The crops may
+    also be picked by a slice or a 1-D list of positions or mask, optionally followed by indices
+    into each crop (``c[2:9, 4:10]``); ``np.asarray`` reads them all. Other numpy indexing
+    (``...`` first, paired index arrays) is refused rather than read differently. Nothing is mapped into the process: a long render that
     visits every crop of a large bank holds one crop at a time, not the bank, and the file's pages
     stay in the system's file cache where other programs can have them back. The file stays open
     (a bank replaced on disk keeps reading its own file where the system allows)."""
@@ -102,16 +104,26 @@ class CropFile:
         return out
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        if isinstance(index, (int, np.integer)):
-            i = int(index)
-            if not -len(self) <= i < len(self):
-                raise IndexError(f"crop {i} of a bank of {len(self)}")
-            return self._read(i % len(self))
         first = index[0] if isinstance(index, tuple) else index
         rest = index[1:] if isinstance(index, tuple) else ()
-        picks = np.arange(len(self))[first]
-        if np.ndim(picks) == 0:
-            return self._read(int(picks))[rest]
+        if isinstance(first, (bool, np.bool_)):
+            raise TypeError("a texture bank is not indexed by a bool")
+        if isinstance(first, (int, np.integer)):
+            i = int(first)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"crop {i} of a bank of {len(self)}")
+            return self._read(i % len(self))[rest]
+        if isinstance(first, slice):
+            picks = np.arange(len(self))[first]
+        else:
+            sel = np.asarray(first)
+            if sel.ndim != 1 or not (sel.dtype == bool or np.issubdtype(sel.dtype, np.integer)) or (
+                    rest and any(not isinstance(r, (slice, int, np.integer)) for r in rest)):
+                raise TypeError(f"unsupported texture bank index {index!r}: use a position, a slice or a "
+                                "1-D list of positions, then index the crops read")
+            picks = np.arange(len(self))[sel]
+        if any(r is Ellipsis or r is None for r in rest):
+            raise TypeError(f"unsupported texture bank index {index!r}")
         block = np.empty((len(picks), *self.shape[1:]), np.uint8)
         for k, i in enumerate(picks):
             block[k] = self._read(int(i))
@@ -122,7 +134,7 @@ class CropFile:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self[:]
-        return whole if dtype is None else whole.astype(dtype)
+        return whole if dtype is None else whole.astype(dtype, copy=False)
 
     def close(self) -> None:
         self._file.close()
@@ -309,6 +321,9 @@ class BankWriter:
         x0 = int(np.clip(round(centre[0] - w / 2), 0, max(0, fw - w)))
         y0 = int(np.clip(round(centre[1] - h / 2), 0, max(0, fh - h)))
         crop = image[y0 : y0 + h, x0 : x0 + w]
+        if crop.shape[:2] != (h, w):
+            raise ValueError(f"frame {frame_index} is {image.shape[1]}x{image.shape[0]}, smaller than the bank's "
+                             f"{w}x{h} crops (the bank was sized for {self.frame_hw[1]}x{self.frame_hw[0]})")
         if self._out is not None:
             self._out.seek(self._offset + i * h * w * 3)
             self._out.write(np.ascontiguousarray(crop, np.uint8).data)

@@ -89,7 +89,7 @@ def _pick_audio_stream(path: Path, container: av.container.InputContainer, strea
 
 
 # The first buffer of a decode holds at most this long at the output rate; a longer track grows it.
-_FIRST_BUFFER_S = 3600.0
+_FIRST_BUFFER_S = 1800.0
 
 
 def _expected_samples(stream: Any, container: Any, rate: int) -> int:
@@ -106,7 +106,8 @@ def _expected_samples(stream: Any, container: Any, rate: int) -> int:
 
 
 class _Growing:
-    """Rows appended to one float32 buffer that grows by half when full."""
+    """Rows appended to one float32 buffer that grows by half when full. Growing and the final trim
+    resize the buffer in place (the C library moves a large block without copying it where it can)."""
 
     def __init__(self, capacity: int, channels: int) -> None:
         self.buf = np.empty((max(1, capacity), channels), np.float32)
@@ -115,17 +116,14 @@ class _Growing:
     def append(self, rows: np.ndarray) -> None:
         end = self.filled + len(rows)
         if end > len(self.buf):
-            grown = np.empty((max(end, len(self.buf) * 3 // 2), self.buf.shape[1]), np.float32)
-            grown[: self.filled] = self.buf[: self.filled]
-            self.buf = grown
+            self.buf.resize((max(end, len(self.buf) * 3 // 2), self.buf.shape[1]), refcheck=False)
         self.buf[self.filled : end] = rows
         self.filled = end
 
     def result(self) -> np.ndarray:
-        """The rows, without the spare room when it is more than a twentieth of the buffer."""
-        if self.filled >= len(self.buf) * 0.95:
-            return self.buf[: self.filled]
-        return self.buf[: self.filled].copy()
+        """The rows, in a buffer of exactly their size."""
+        self.buf.resize((self.filled, self.buf.shape[1]), refcheck=False)
+        return self.buf
 
 
 def decode_audio(

@@ -106,6 +106,10 @@ def store_fit(key: str, fit: SpeakerFit, bank_path: Path, directory: Path | None
     """Keep ``fit`` (whose bank crops are the .npy file ``bank_path``) under ``key``; a failure to write
     only logs (the cache saves time, it holds nothing that cannot be fitted again)."""
     arrays: dict[str, np.ndarray] = {}
+    if isinstance(fit.bank.crops, CropFile):
+        # Where the bank really is: a bank that could not replace an open one (Windows) stays under
+        # its temporary name.
+        bank_path = fit.bank.crops.path
     meta = {
         "format": FORMAT, "identity": fit.identity, "bank_path": str(bank_path),
         "bank_check": bank_check(fit.bank.crops),

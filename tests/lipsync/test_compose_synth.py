@@ -429,8 +429,13 @@ def test_a_bank_on_disk_reads_back_the_crops_a_bank_in_memory_holds(tmp_path) ->
     np.testing.assert_array_equal(disk.crops[2:9:3, 4:10], mem.crops[2:9:3, 4:10])
     np.testing.assert_array_equal(np.asarray(disk.crops), mem.crops)
     np.testing.assert_array_equal(np.load(tmp_path / "bank.npy"), mem.crops)  # a plain .npy file
+    np.testing.assert_array_equal(disk.crops[5, 4:10, :, 0], mem.crops[5, 4:10, :, 0])
+    np.testing.assert_array_equal(disk.crops[np.arange(N) % 7 == 0], mem.crops[np.arange(N) % 7 == 0])
     with pytest.raises(IndexError):
         disk.crops[N]
+    for unsupported in ((Ellipsis, 0), ([0, 1], [2, 3]), True, np.array([[0, 1], [2, 3]])):
+        with pytest.raises(TypeError):  # refused, never read with other semantics than numpy's
+            disk.crops[unsupported]
     # A bank file cut short reads as an error naming the file, not as black texture.
     data = (tmp_path / "bank.npy").read_bytes()
     (tmp_path / "short.npy").write_bytes(data[: len(data) - 10])
