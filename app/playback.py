@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 MIX_RATE = 48000  # the engine's output mix rate
 
 
-def mix_tracks(project: Any, duration_s: float, progress: Any = None, cancel: Any = None) -> np.ndarray:
-    """(n, 2) float32 dub mix of the project's tracks on the video timeline, from the engine's mixer."""
+def mix_tracks(project: Any, duration_s: float, progress: Any = None, cancel: Any = None) -> Any:
+    """(n, 2) float32 dub mix of the project's tracks on the video timeline, from the engine's mixer
+    (an array, or for a long video the mixer's temporary file, read in blocks)."""
     from engine.audio.mix import DubInput, mix_output
     from engine.audio.tracks import load_track
 
@@ -35,17 +36,20 @@ def mix_tracks(project: Any, duration_s: float, progress: Any = None, cancel: An
         check_cancel(cancel)
         dubs.append(DubInput(load_track(track.path, cancel=cancel), track, track.display_name))
     result = mix_output(dubs, duration_s, progress=progress, cancel=cancel)
-    return np.asarray(result.tracks[0].samples, dtype=np.float32)
+    return result.tracks[0].samples
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int = MIX_RATE) -> None:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+def write_wav(path: Path, samples: Any, rate: int = MIX_RATE, block: int = 30 * MIX_RATE) -> None:
+    """16-bit WAV of float (n, channels) samples, written a block at a time (a long mix is never
+    held whole), under a temporary name renamed when complete."""
     tmp = path.with_suffix(".tmp")
     with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(pcm.shape[1])
+        w.setnchannels(samples.shape[1])
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
+        for b0 in range(0, len(samples), block):
+            chunk = np.asarray(samples[b0 : b0 + block], np.float32)
+            w.writeframes((np.clip(chunk, -1, 1) * 32767).astype("<i2").tobytes())
     tmp.replace(path)
 
 
