@@ -71,3 +71,23 @@ def test_project_errors(video_with_audio: Path, tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="no dub tracks"):
         export_project(Project(video=Video(path=video_with_audio)), tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize("mode", ["file_per_language", "one_file_multi_track"])
+def test_a_mix_kept_in_a_temporary_file_exports_the_same_audio(video_with_audio: Path, tmp_path: Path,
+                                                               monkeypatch, mode: str) -> None:
+    from engine.audio import mix
+
+    project = _project(video_with_audio, tmp_path, audio_mode="dub_plus_original", language_mode=mode)
+    in_memory = export_project(project, tmp_path / "memory.mkv")
+    monkeypatch.setattr(mix, "FILE_ABOVE_BYTES", 0)  # every timeline buffer is a PcmFile
+    on_disk = export_project(project, tmp_path / "disk.mkv")
+    assert len(on_disk) == len(in_memory) >= 1
+    for a, b in zip(in_memory, on_disk, strict=True):
+        streams = probe(a.path, use_cache=False).audio
+        assert len(streams) == len(probe(b.path, use_cache=False).audio) >= 2
+        for s in streams:
+            x = decode_audio(a.path, stream_index=s.index).samples
+            y = decode_audio(b.path, stream_index=s.index).samples
+            assert x.shape == y.shape and np.abs(x).max() > 0.05
+            np.testing.assert_array_equal(x, y)  # the same PCM in, the same AAC out
