@@ -110,7 +110,7 @@ def _sum_with_pydub(sources: list[Buffer], n: int, cancel: CancelToken | None,
     # The sum of the sources' peaks bounds the mix's peak: scale so it always fits the 32-bit range.
     peak_sum = sum(_peak(src) for src in sources)
     headroom = min(_HEADROOM, 0.99 / max(peak_sum, 1e-9))
-    block = to_samples(_BLOCK_S, OUTPUT_RATE)
+    block = _block_len()
     for b0 in range(0, n, block):
         check_cancel(cancel)
         b1 = min(n, b0 + block)
@@ -131,13 +131,14 @@ def _new_buffer(n: int) -> Buffer:
     return np.zeros((n, OUTPUT_CHANNELS), dtype=np.float32)
 
 
-def _blocks(n: int) -> range:
-    return range(0, n, to_samples(_BLOCK_S, OUTPUT_RATE))
+def _block_len() -> int:
+    """Samples the mix works on at a time (``_BLOCK_S``)."""
+    return to_samples(_BLOCK_S, OUTPUT_RATE)
 
 
 def _peak(x: Buffer) -> float:
-    step = to_samples(_BLOCK_S, OUTPUT_RATE)
-    return max((float(np.abs(x[b0 : b0 + step]).max()) for b0 in _blocks(len(x))), default=0.0)
+    step = _block_len()
+    return max((float(np.abs(x[b0 : b0 + step]).max()) for b0 in range(0, len(x), step)), default=0.0)
 
 
 def _fade_gain(t0: int, t1: int, start: int, end: int, fade: int) -> np.ndarray | None:
@@ -171,7 +172,7 @@ def _place(x: np.ndarray, n: int, placement: TrackPlacement | None, video_durati
                                              placement.trim_out_s, video_duration_s, name)
         gain = np.float32(db_to_gain(placement.gain_db))
     out = _new_buffer(n)
-    step = to_samples(_BLOCK_S, OUTPUT_RATE)
+    step = _block_len()
     for i in range(a, b, step):
         j = min(b, i + step)
         t0 = d + (i - a)
@@ -190,8 +191,8 @@ def _limit(samples: Buffer, ceiling_dbfs: float) -> tuple[float, float]:
     gain_db = 0.0
     if peak > ceiling:
         g = ceiling / peak
-        step = to_samples(_BLOCK_S, OUTPUT_RATE)
-        for b0 in _blocks(len(samples)):
+        step = _block_len()
+        for b0 in range(0, len(samples), step):
             block = samples[b0 : b0 + step] * np.float32(g)
             # float32 rounding can leave a sample a hair above: clamp those few.
             np.clip(block, -ceiling, ceiling, out=block)
@@ -308,7 +309,7 @@ def mix_output(
 
     if s.mode is MixMode.ORIGINAL_DUCKED and orig is not None:
         segments = [seg for d in dubs for seg in speech_on_timeline(d, video_duration_s)]
-        block = to_samples(_BLOCK_S, OUTPUT_RATE)
+        block = _block_len()
         for b0 in range(0, n, block):
             g = duck_gain([(a - b0 / OUTPUT_RATE, b - b0 / OUTPUT_RATE) for a, b in segments],
                           min(block, n - b0), s)

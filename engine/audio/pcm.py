@@ -35,10 +35,6 @@ class PcmFile:
     def __len__(self) -> int:
         return self.shape[0]
 
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
     def _rows(self, index: Any) -> tuple[int, int, Any]:
         rows, rest = (index[0], index[1:]) if isinstance(index, tuple) else (index, ())
         if isinstance(rows, (int, np.integer)):

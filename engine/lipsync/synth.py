@@ -64,10 +64,12 @@ class CropFile:
     Indexing with one position reads that crop from the file (an array of its own). The crops may
     also be picked by a slice or a 1-D list of positions or mask, optionally followed by indices
     into each crop (``c[2:9, 4:10]``); ``np.asarray`` reads them all. Other numpy indexing
-    (``...`` first, paired index arrays) is refused rather than read differently. Nothing is mapped into the process: a long render that
-    visits every crop of a large bank holds one crop at a time, not the bank, and the file's pages
-    stay in the system's file cache where other programs can have them back. The file stays open
-    (a bank replaced on disk keeps reading its own file where the system allows)."""
+    (``...`` first, paired index arrays) is refused rather than read differently.
+
+    Nothing is mapped into the process: a long render that visits every crop of a large bank holds
+    one crop at a time, not the bank, and the file's pages stay in the system's file cache where
+    other programs can have them back. The file stays open (a bank replaced on disk keeps reading
+    its own file where the system allows)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
