@@ -12,9 +12,24 @@ energy drives the opening, scaled to the speaker's observed range.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class Rows(Protocol):
+    """Design rows: an (n, D) array, or anything that reads like one for ``len``, ``shape`` and
+    ``rows[a:b]`` (engine.pipeline.fit.DesignRows computes them when read)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
 
 SLICES = 5  # time slices the half-second window is averaged into
 LAMBDAS = np.logspace(-1, 4, 11)  # ridge penalties tried, relative to the mean kernel diagonal
@@ -28,13 +43,25 @@ class TrackNorm:
     std: np.ndarray
 
     @staticmethod
-    def from_vectors(vectors: np.ndarray, speech: np.ndarray | None = None) -> TrackNorm:
-        v = np.asarray(vectors, np.float32)
+    def from_vectors(vectors: np.ndarray, speech: np.ndarray | None = None, block: int = 4096) -> TrackNorm:
+        """Over the ``speech`` vectors (all of them with under 50), summed in float64 a block at a
+        time: no copy of a long track's vectors."""
+        v = np.asarray(vectors)
+        d = v.shape[1]
+        use = np.ones(len(v), bool)
         if speech is not None and int(np.asarray(speech).sum()) >= 50:
-            v = v[np.asarray(speech, bool)]
-        if len(v) == 0:
-            return TrackNorm(np.zeros(v.shape[1], np.float32), np.ones(v.shape[1], np.float32))
-        return TrackNorm(v.mean(0), v.std(0) + 1e-3)
+            use = np.asarray(speech, bool)
+        n = int(use.sum())
+        if n == 0:
+            return TrackNorm(np.zeros(d, np.float32), np.ones(d, np.float32))
+
+        def blocks() -> Iterator[np.ndarray]:
+            for i in range(0, len(v), block):
+                yield np.asarray(v[i : i + block][use[i : i + block]], np.float64)
+
+        mean = sum((b.sum(0) for b in blocks()), np.zeros(d)) / n
+        var = sum((((b - mean) ** 2).sum(0) for b in blocks()), np.zeros(d)) / n
+        return TrackNorm(mean.astype(np.float32), (np.sqrt(var) + 1e-3).astype(np.float32))
 
 
 def pool_window(windows: np.ndarray, norm: TrackNorm, slices: int = SLICES) -> np.ndarray:
@@ -54,10 +81,10 @@ class Ridge:
     y_mean: np.ndarray  # (C,)
     lam: float  # the penalty chosen, relative to the mean squared norm of the centred rows
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: Rows) -> np.ndarray:
         """Predictions for rows ``x``, a block of rows at a time (no float64 copy of a long input)."""
-        if np.ndim(x) != 2:
-            raise ValueError(f"expected rows (n, {len(self.x_mean)}), got shape {np.shape(x)}")
+        if len(x.shape) != 2:
+            raise ValueError(f"expected rows (n, {len(self.x_mean)}), got shape {x.shape}")
         out = np.empty((len(x), self.weights.shape[1]))
         for i in range(0, len(x), 512):
             block = np.array(x[i : i + 512], dtype=np.float64)
@@ -78,7 +105,7 @@ def _solve_paths(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return evals, x.T @ evecs, evecs.T @ y
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int = 5,
+def fit_ridge(x: Rows, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int = 5,
               form: str = "auto") -> Ridge:
     """Ridge with its penalty chosen by contiguous-block cross-validation on (x, y).
 
@@ -117,20 +144,31 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds
     return Ridge(weights, x_mean, y_mean, best_lam)
 
 
-def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: int) -> Ridge:
+ROW_BLOCK = 1024  # rows the primal ridge widens to float64 at once
+
+
+def _fit_ridge_primal(x: Rows, y: np.ndarray, lambdas: np.ndarray, folds: int) -> Ridge:
     """fit_ridge's primal form from sums over blocks of rows (centred on the overall mean): the Gram
-    matrix, and per block its row sum and cross product with ``y``; a fold's training statistics are
-    the totals minus its own block's (its Gram matrix recomputed from its rows). Memory: a few D x D
-    matrices and one block of rows in float64, whatever the number of rows."""
+    matrix, and per fold its row sum and cross product with ``y``; a fold's training statistics are
+    the totals minus its own (its Gram matrix recomputed from its rows). Rows are read ``ROW_BLOCK``
+    at a time, by slices, so ``x`` may be anything that gives rows for a slice (rows computed when
+    read). Memory: a few D x D matrices and one block of rows in float64, whatever the number of rows."""
     n, d = np.shape(x)
     blocks = _blocks(n, folds) if n >= 2 * folds else [np.arange(n)]
+
+    def spans(b: np.ndarray) -> Iterator[tuple[int, int]]:
+        lo, hi = int(b[0]), int(b[-1]) + 1
+        for i in range(lo, hi, ROW_BLOCK):
+            yield i, min(i + ROW_BLOCK, hi)
+
     x_mean = np.zeros(d)
     for b in blocks:
-        x_mean += np.asarray(x[b[0] : b[-1] + 1]).sum(0, dtype=np.float64)
+        for lo, hi in spans(b):
+            x_mean += np.asarray(x[lo:hi]).sum(0, dtype=np.float64)
     x_mean /= max(n, 1)
 
-    def rows(b: np.ndarray) -> np.ndarray:
-        r = np.array(x[b[0] : b[-1] + 1], dtype=np.float64)  # a copy: centred in place
+    def rows(lo: int, hi: int) -> np.ndarray:
+        r = np.array(x[lo:hi], dtype=np.float64)  # a copy: centred in place
         r -= x_mean
         return r
 
@@ -138,11 +176,14 @@ def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: 
     gram = np.zeros((d, d))
     sums, cross = [], []
     for b in blocks:
-        xb = rows(b)
-        gram += xb.T @ xb
-        sums.append(xb.sum(0))
-        cross.append(xb.T @ y[b])
-        del xb  # one block of rows alive at a time
+        s_b, c_b = np.zeros(d), np.zeros((d, y.shape[1]))
+        for lo, hi in spans(b):
+            xb = rows(lo, hi)
+            gram += xb.T @ xb
+            s_b += xb.sum(0)
+            c_b += xb.T @ y[lo:hi]
+        sums.append(s_b)
+        cross.append(c_b)
     total, xty = sum(sums), sum(cross)
     scale = float(np.trace(gram)) / n if n else 1.0
     scale = scale or 1.0
@@ -154,21 +195,25 @@ def _fit_ridge_primal(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray, folds: 
             n_t = n - len(held)
             mu = (total - sums[k]) / n_t  # mean of the (overall-centred) training rows
             yt_mean = (y_total - y[held].sum(0)) / n_t
-            xh = rows(held)
-            g = gram - xh.T @ xh
+            g = gram.copy()
+            for lo, hi in spans(held):
+                xh = rows(lo, hi)
+                g -= xh.T @ xh
             g -= n_t * np.outer(mu, mu)
             evals, basis = np.linalg.eigh(g)
             del g
             proj = basis.T @ (xty - cross[k] - n_t * np.outer(mu, yt_mean))
-            xh -= mu
-            for j, lam in enumerate(lambdas):
-                wts = basis @ (proj / (evals + lam * scale)[:, None])
-                errs[j] += float(np.sum((xh @ wts + yt_mean - y[held]) ** 2))
-            del xh
+            weights = [basis @ (proj / (evals + lam * scale)[:, None]) for lam in lambdas]
+            del basis
+            for lo, hi in spans(held):
+                xh = rows(lo, hi)
+                xh -= mu
+                for j, wts in enumerate(weights):
+                    errs[j] += float(np.sum((xh @ wts + yt_mean - y[lo:hi]) ** 2))
         best_lam = float(lambdas[int(np.argmin(errs))])
     y_mean = y.mean(0)
-    weights = np.linalg.solve(gram + best_lam * scale * np.eye(d), xty - np.outer(total, y_mean))
-    return Ridge(weights, x_mean, y_mean, best_lam)
+    weights_ = np.linalg.solve(gram + best_lam * scale * np.eye(d), xty - np.outer(total, y_mean))
+    return Ridge(weights_, x_mean, y_mean, best_lam)
 
 
 @dataclass
@@ -178,19 +223,25 @@ class PriorModel:
     ridge: Ridge
     speakers: list[str] = field(default_factory=list)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: Rows) -> np.ndarray:
         return self.ridge.predict(x)[:, 0]
 
 
+def prior_rows_per_speaker(speakers: int, max_rows: int = 2000) -> int:
+    """How many rows :func:`fit_prior` takes from each of ``speakers`` library entries."""
+    return max(50, max_rows // max(speakers, 1))
+
+
 def fit_prior(entries: list[tuple[str, np.ndarray, np.ndarray]], max_rows: int = 2000) -> PriorModel | None:
-    """A prior from library entries (speaker key, design rows, z-scored opening); None when empty."""
+    """A prior from library entries (speaker key, design rows, z-scored opening); None when empty.
+    Each entry gives at most :func:`prior_rows_per_speaker` rows, spread evenly over it."""
     if len(entries) < 2:
         return None
-    per = max(50, max_rows // len(entries))
+    per = prior_rows_per_speaker(len(entries), max_rows)
     xs, ys = [], []
     for _, x, y in entries:
         idx = np.linspace(0, len(x) - 1, min(len(x), per)).astype(int)
-        xs.append(np.asarray(x, np.float64)[idx])
+        xs.append(np.asarray(x[idx], np.float64))
         ys.append(np.asarray(y, np.float64)[idx])
     ridge = fit_ridge(np.concatenate(xs), np.concatenate(ys)[:, None], folds=4)
     return PriorModel(ridge, [k for k, _, _ in entries])
@@ -207,7 +258,7 @@ class SpeakerModel:
     energy_map: np.ndarray | None  # (2, C): codes ~ [energy z, 1] @ energy_map (language-neutral)
     kind: str  # "speaker", "speaker+prior", "prior", "energy"
 
-    def predict(self, x: np.ndarray | None, energy_z: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, x: Rows | None, energy_z: np.ndarray | None = None) -> np.ndarray:
         """Codes per frame from design rows ``x`` (and the band energy z-scores for the fallback)."""
         if self.kind == "energy":
             if energy_z is None or self.energy_map is None:
@@ -230,7 +281,7 @@ def _lstsq_map(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def fit_speaker_model(
-    x: np.ndarray,
+    x: Rows,
     codes: np.ndarray,
     code_scale: np.ndarray,
     prior: PriorModel | None = None,

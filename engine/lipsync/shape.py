@@ -8,6 +8,7 @@ by moving only its mouth and jaw points.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -117,24 +118,45 @@ class ShapeModel:
 CLOSED_QUANTILE = 0.03
 
 
+FIT_BLOCK = 2048  # faces whose 468 points are handled at once in float64 while fitting
+
+
+def _per_face(landmarks: Any, with_pose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Canonical mouth + jaw shapes, openings and (``with_pose``) head descriptors of faces
+    (N, 468, 2), a block of faces at a time: ``landmarks`` is an array or anything that has a length
+    and gives (b, 468, 2) rows for a slice (engine.pipeline.tracks.LandmarkRows)."""
+    shapes, opening, pose = [], [], []
+    n = len(landmarks)
+    for i in range(0, n, FIT_BLOCK):
+        lm = np.asarray(landmarks[i : i + FIT_BLOCK], np.float64).reshape(-1, 468, 2)
+        shapes.append(canonical_shapes(lm)[0])
+        opening.append(mouth_opening(lm))
+        if with_pose:
+            pose.append(head_descriptor(lm))
+    k2 = 2 * len(SHAPE_POINTS)
+    return (np.concatenate(shapes) if shapes else np.zeros((0, k2)),
+            np.concatenate(opening) if opening else np.zeros(0),
+            (np.concatenate(pose) if pose else np.zeros((0, 2 * len(HEAD_POINTS)))) if with_pose else None)
+
+
 def fit_shape_model(
-    landmarks: np.ndarray,
+    landmarks: Any,
     n_components: int = 8,
     silent: np.ndarray | None = None,
     remove_pose: bool = False,
 ) -> ShapeModel:
-    """PCA over the speaker's faces (N, 468, 2). ``silent`` marks frames known not to be speech; the
+    """PCA over the speaker's faces (N, 468, 2): an array, or rows read a block at a time
+    (engine.pipeline.tracks.LandmarkRows). ``silent`` marks frames known not to be speech; the
     resting mouth is the typical closed mouth among them (or among all frames when too few).
 
     With ``remove_pose``, the shape change that the head's turn and tilt explain linearly (a turned head
     foreshortens one cheek; measured on upper-face points) is taken out first. Off by default: the
     face mesh moves its upper-face points with the mouth (on the clips here they predict the mouth
     opening at r 0.65-0.8), so this would leak the original mouth into every render."""
-    lm = np.asarray(landmarks, np.float64).reshape(-1, 468, 2)
-    shapes, _ = canonical_shapes(lm)
+    shapes, opening, pz = _per_face(landmarks, remove_pose)
+    n = len(shapes)
     pose_basis = pose_mean = None
-    if remove_pose and len(lm) >= 40:
-        pz = head_descriptor(lm)
+    if pz is not None and n >= 40:
         pose_mean = pz.mean(0)
         pc = pz - pose_mean
         ridge = 0.05 * len(pc) * max(float(np.mean(pc**2)), 1e-9)
@@ -142,19 +164,18 @@ def fit_shape_model(
         shapes = shapes - pc @ pose_basis
     mean = shapes.mean(0)
     centred = shapes - mean
-    n_comp = int(max(1, min(n_components, len(lm) - 1, centred.shape[1])))
+    n_comp = int(max(1, min(n_components, n - 1, centred.shape[1])))
     _, _sv, vt = np.linalg.svd(centred, full_matrices=False)
     comps = vt[:n_comp]
     # Sign convention: the first component grows with the mouth opening.
     codes = centred @ comps.T
-    opening = mouth_opening(lm)
     for c in range(n_comp):
         varies = np.std(codes[:, c]) > 0 and np.std(opening) > 0
         if varies and np.corrcoef(codes[:, c], opening)[0, 1] < 0:
             comps[c] = -comps[c]
             codes[:, c] = -codes[:, c]
     scale = codes.std(0) + 1e-9
-    pool = np.arange(len(lm))
+    pool = np.arange(n)
     if silent is not None and int(np.asarray(silent).sum()) >= 5:
         pool = np.flatnonzero(silent)
     # The closed mouth: the frames among the pool with the smallest opening. Some speakers keep their
@@ -165,7 +186,7 @@ def fit_shape_model(
     # misread frame cannot become the rest.
     thr = max(thr, float(np.sort(opening)[min(5, len(opening)) - 1]))
     closed = np.flatnonzero(opening <= thr)
-    if len(closed) > 0 and len(pool) < len(lm):
+    if len(closed) > 0 and len(pool) < n:
         in_pool = np.intersect1d(closed, pool)
         closed = in_pool if len(in_pool) >= 5 else closed
     rest = np.median(codes[closed], axis=0)

@@ -509,7 +509,9 @@ def library_entry(clip: Clip) -> LibraryEntry | None:
     sel = np.flatnonzero(ok & clip.speaking)
     if len(sel) < 25:
         return None
-    return LibraryEntry(clip.name, clip.signals.design, clip.signals.energy_db, sel, mouth_opening(lm[sel]), clip.fps)
+    # Computed once here: the library reads an entry's rows at many lags (the clips are short).
+    design = np.asarray(clip.signals.design, np.float32)
+    return LibraryEntry(clip.name, design, clip.signals.energy_db, sel, mouth_opening(lm[sel]), clip.fps)
 
 
 class LeaveOneOutLibrary:

@@ -7,21 +7,30 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from engine.audio.features import FEATURES_VERSION
+from engine.audio.features import (
+    FEATURES_VERSION,
+    WhisperFeatures,
+    band_energy_db,
+    features_at_frames,
+    whisper_features,
+)
 from engine.lipsync.geometry import mouth_opening
 from engine.lipsync.metrics import sync_meter
 from engine.lipsync.model import (
     SLICES,
     PriorModel,
+    Rows,
     SpeakerModel,
     TrackNorm,
     energy_fallback,
     fit_prior,
     fit_speaker_model,
     pool_window,
+    prior_rows_per_speaker,
 )
 from engine.lipsync.shape import ShapeModel, fit_shape_model
 from engine.lipsync.synth import BANK_BUDGET, BankWriter, TextureBank, choose_bank_frames, match_features
@@ -47,11 +56,86 @@ class AudioTrack:
     offset_s: float = 0.0
 
 
+class DesignRows:
+    """A track's model input rows, computed from its Whisper vectors when they are read.
+
+    Row ``i`` is :func:`engine.lipsync.model.pool_window` of the vectors in the ``CONTEXT_S`` window
+    around video frame ``index[i]`` (every frame of the video when there is no index). A long track
+    keeps its vectors (2 kB per 20 ms) instead of its rows (10 kB per video frame), and readers that
+    go through the rows a block at a time (ridge fitting, prediction) never hold them all. Reads
+    like a read-only float32 array of shape (n, D): ``rows[i]``, ``rows[a:b]``, ``rows[int or bool
+    array]``, ``np.asarray(rows)``; :meth:`take` gives a view of some rows without computing them."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+    BLOCK = 500
+
+    def __init__(self, feats: WhisperFeatures, norm: TrackNorm, frame_times: np.ndarray, offset_s: float,
+                 index: np.ndarray | None = None) -> None:
+        self._feats = feats
+        self._norm = norm
+        self._times = np.asarray(frame_times, np.float64)
+        self._offset = float(offset_s)
+        self._index = None if index is None else np.asarray(index, np.int64)
+        n = len(self._times) if self._index is None else len(self._index)
+        self.shape = (n, SLICES * int(feats.vectors.shape[1]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _positions(self, key: object) -> np.ndarray:
+        n = len(self)
+        if isinstance(key, tuple):
+            raise TypeError("design rows are read whole: index them by rows only")
+        if isinstance(key, slice):
+            pos = np.arange(n)[key]
+        else:
+            a = np.asarray(key)
+            if a.dtype == bool:
+                if a.shape != (n,):
+                    raise IndexError(f"a boolean index over {n} rows has shape {a.shape}")
+                pos = np.flatnonzero(a)
+            elif a.ndim == 1 and (a.dtype.kind in "iu" or a.size == 0):
+                pos = a.astype(np.int64)
+                if pos.size and (pos.min() < -n or pos.max() >= n):
+                    raise IndexError(f"row index out of range for {n} rows")
+                pos = np.where(pos < 0, pos + n, pos)
+            else:
+                raise TypeError(f"design rows take a slice, an int or a 1-d int or bool array, not {key!r}")
+        return pos if self._index is None else self._index[pos]
+
+    def take(self, key: object) -> DesignRows:
+        """The rows ``key`` selects, as rows computed when read."""
+        return DesignRows(self._feats, self._norm, self._times, self._offset, self._positions(key))
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self[np.asarray([key])][0]
+        frames = self._positions(key)
+        out = np.empty((len(frames), self.shape[1]), np.float32)
+        for i in range(0, len(frames), self.BLOCK):
+            win = features_at_frames(self._feats, self._times[frames[i : i + self.BLOCK]], self._offset, CONTEXT_S)
+            out[i : i + self.BLOCK] = pool_window(win, self._norm)
+        return out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        rows = self[:]
+        return rows if dtype is None else rows.astype(dtype, copy=False)
+
+
+Design = np.ndarray | DesignRows
+
+
+def select_rows(design: Design, rows: np.ndarray) -> Design:
+    """``design[rows]``, left uncomputed for :class:`DesignRows` (no copy of a long track's rows)."""
+    return design.take(rows) if isinstance(design, DesignRows) else design[rows]
+
+
 @dataclass
 class TrackSignals:
     """What the engine needs of one audio track, per video frame."""
 
-    design: np.ndarray  # (n_frames, D) model input rows
+    design: Design  # (n_frames, D) model input rows
     speech: np.ndarray  # (n_frames,) bool, VAD
     energy_db: np.ndarray  # (n_frames,) 1.8-4.5 kHz band energy
     fps: float = 25.0  # the video's frame rate (median over the frame-time table)
@@ -63,30 +147,21 @@ def track_signals(
     cancel: CancelToken | None = None,
     progress: ProgressFn | None = None,
 ) -> TrackSignals:
-    """Whisper features (cached per track), VAD and band energy of a track at every video frame."""
-    from engine.audio.features import band_energy_db, features_at_frames, whisper_features
+    """Whisper features (cached per track), VAD and band energy of a track at every video frame.
+    The model rows are :class:`DesignRows`: computed from the vectors when read."""
     from engine.audio.vad import detect_speech, speech_mask
 
     # Debiased: without the part of the encoder output that depends only on the position in its 30 s
     # window, which would otherwise look like a slow trend over the track.
     # The vectors are this call's own (fresh, or just read from the cache): debiased where they lie.
     feats = whisper_features(audio.samples, progress=progress, cancel=cancel).debiased(in_place=True)
+    check_cancel(cancel)
     vad = detect_speech(audio.samples, cancel=cancel)
     speech = speech_mask(vad.segments, frame_times, audio.offset_s)
     vec_times = np.arange(len(feats.vectors)) / feats.rate_hz
     norm = TrackNorm.from_vectors(feats.vectors, speech_mask(vad.segments, vec_times))
-    # Filled in place, a block of frames at a time: the rows of a long track are its largest array
-    # (10 kB per frame), so no list of blocks and no second copy of them.
-    design = np.zeros((0, 1), np.float32)
-    for start in range(0, len(frame_times), 500):
-        check_cancel(cancel)
-        win = features_at_frames(feats, frame_times[start : start + 500], audio.offset_s, CONTEXT_S)
-        block = pool_window(win, norm)
-        if start == 0:
-            design = np.empty((len(frame_times), block.shape[1]), np.float32)
-        design[start : start + len(block)] = block
     energy = band_energy_db(audio.samples, frame_times, audio.offset_s)
-    return TrackSignals(design, speech, energy, frame_rate(frame_times))
+    return TrackSignals(DesignRows(feats, norm, frame_times, audio.offset_s), speech, energy, frame_rate(frame_times))
 
 
 def frame_rate(frame_times: np.ndarray) -> float:
@@ -114,7 +189,7 @@ def lag_candidates(fps: float, max_lag_s: float = MAX_LAG_S) -> range:
 
 
 def estimate_lag(
-    design: np.ndarray,
+    design: Rows,
     energy_db: np.ndarray,
     frames: np.ndarray,
     opening: np.ndarray,
@@ -158,10 +233,8 @@ def active_speaker(tracks: list[FaceTrack], energy_db: np.ndarray, speech: np.nd
     present = {}
     opening = {}
     for t in tracks:
-        ok, lm, _ = t.dense(n)
-        present[t.identity] = ok
-        op = np.where(ok, np.nan_to_num(mouth_opening(np.nan_to_num(lm))), np.nan)
-        opening[t.identity] = op
+        present[t.identity] = t.usable_at(n)[0]
+        opening[t.identity] = t.openings(n)
     out = {t.identity: np.zeros(n, bool) for t in tracks}
     if not tracks:
         return out
@@ -204,40 +277,67 @@ def library_key(video_key: str, identity: str) -> str:
     return hashlib.sha256(f"{video_key}|{identity}".encode()).hexdigest()[:24]
 
 
-def save_to_library(key: str, design: np.ndarray, opening: np.ndarray, directory: Path | None = None) -> None:
-    """Store a speaker's speaking frames (model input rows, z-scored opening) for future priors."""
+# Rows a prior takes from all its speakers together (fit_prior), and the most one library entry keeps:
+# with two or more speakers a prior never reads more of one than this, so a long video's entry is
+# evenly thinned to it rather than stored (and loaded) whole.
+PRIOR_ROWS = 2000
+LIBRARY_MAX_ROWS = PRIOR_ROWS
+
+
+def spread_rows(n: int, count: int) -> np.ndarray:
+    """``count`` row positions spread evenly over ``n`` rows (all of them when ``n <= count``)."""
+    return np.linspace(0, n - 1, min(n, count)).astype(int)
+
+
+def save_to_library(key: str, design: Design, opening: np.ndarray, directory: Path | None = None) -> None:
+    """Store a speaker's speaking frames (model input rows, z-scored opening) for future priors:
+    at most ``LIBRARY_MAX_ROWS`` of them, spread evenly over the speech."""
     if len(design) < 25:
         return
     z = (opening - opening.mean()) / (opening.std() + 1e-6)
+    keep = spread_rows(len(design), LIBRARY_MAX_ROWS)
     folder = directory or library_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.npz"
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, x=design.astype(np.float16), y=z.astype(np.float32), format=np.array(LIBRARY_FORMAT))
+    np.savez(tmp, x=design[keep].astype(np.float16), y=z[keep].astype(np.float32), format=np.array(LIBRARY_FORMAT))
     tmp.replace(path)
 
 
 def load_prior(
     exclude: set[str] | frozenset[str] = frozenset(), max_speakers: int = 30, directory: Path | None = None
 ) -> PriorModel | None:
-    """The prior from the speaker library, leaving out the speakers named in ``exclude``."""
-    entries: list[tuple[str, np.ndarray, np.ndarray]] = []
+    """The prior from the speaker library, leaving out the speakers named in ``exclude``. Each entry
+    is thinned as it is loaded to the rows the prior takes from it (:func:`fit_prior`)."""
     folder = directory or library_dir()
+    chosen: list[tuple[str, Path]] = []
     for p in sorted(folder.glob("*.npz")):
         key = p.name.split(".")[0]
-        if len(entries) >= max_speakers:
+        if len(chosen) >= max_speakers:
             break
         if key in exclude:
             continue
         try:
-            with np.load(p) as z:
+            with np.load(p) as z:  # reads the format alone, not the rows
                 if "format" not in z.files or str(z["format"]) != LIBRARY_FORMAT:
                     log.debug("skipping speaker library entry %s: made with other audio features", p)
                     continue
-                entries.append((key, z["x"].astype(np.float32), z["y"]))
         except (OSError, ValueError, KeyError) as exc:
             log.warning("skipping unreadable speaker library entry %s: %s", p, exc)
-    return fit_prior(entries)
+            continue
+        chosen.append((key, p))
+    per = prior_rows_per_speaker(len(chosen))
+    entries: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for key, p in chosen:
+        try:
+            with np.load(p) as z:
+                x, y = z["x"], z["y"]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("skipping unreadable speaker library entry %s: %s", p, exc)
+            continue
+        keep = spread_rows(len(x), per)
+        entries.append((key, x[keep].astype(np.float32), y[keep]))
+    return fit_prior(entries, PRIOR_ROWS)
 
 
 # -- fitting ----------------------------------------------------------------------------------------
@@ -274,7 +374,7 @@ def fit_motion(
     ``train`` (bool over the video; default all). No pixels are read: the returned fit's texture bank
     is empty (:func:`fit_speaker` fills it), which is all that target shapes need."""
     n = len(signals.speech)
-    ok, lm32, pose = track.dense(n, np.float32)
+    ok, pose = track.usable_at(n)
     if train is not None:
         ok &= np.asarray(train, bool)
     frames = np.flatnonzero(ok)
@@ -282,17 +382,17 @@ def fit_motion(
         from engine.errors import BadInputError
 
         raise BadInputError(f"face {track.identity} is usable on only {len(frames)} frames: nothing to learn from")
-    lm = np.asarray(lm32[frames], np.float64)  # the same values as a float64 dense(): float32 is exact
-    del lm32
+    # The training faces' landmarks are widened to float64 a block at a time, never all at once.
+    lm = track.landmark_rows(frames)
     silent = ~signals.speech[frames]
     shape = fit_shape_model(lm, n_components, silent=silent)
-    codes = shape.encode_landmarks(lm)
+    codes = np.concatenate([shape.encode_landmarks(b) for b in lm.blocks()])
+    opening = np.concatenate([mouth_opening(b) for b in lm.blocks()])
     spk = np.asarray(speaking, bool)[frames]
-    opening = mouth_opening(lm)
-    del lm
     lag = estimate_lag(signals.design, signals.energy_db, frames[spk], opening[spk], signals.fps, prior)
-    # One copy of the speaking frames' rows (a long video's rows are its largest array).
-    x = signals.design[lag_rows(n, lag)[frames[spk]]]
+    # The speaking frames' rows, read by the fit a block at a time (a long video's rows are its
+    # largest data: never all in memory at once).
+    x = select_rows(signals.design, lag_rows(n, lag)[frames[spk]])
     if int(spk.sum()) >= MIN_SPEECH_FRAMES:
         model = fit_speaker_model(x, codes[spk], shape.scale, prior)
     elif prior is not None:

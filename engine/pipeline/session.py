@@ -33,7 +33,6 @@ class FacePlan:
     codes: np.ndarray  # (n_frames, C)
     path: np.ndarray  # (n_frames,) bank index or -1
     ok: np.ndarray  # (n_frames,) bool
-    landmarks: np.ndarray  # (n_frames, 468, 2) float32 over the whole video, NaN where absent (kept for the render)
     refiner: Any = None
     """Optional network renderer (``render_box(frame, own, target, box, warp=...)``, e.g.
     engine.regen.NetRenderer) that refines the retrieval warp of each frame's box before colour
@@ -62,7 +61,7 @@ def within_bank(codes: np.ndarray, bank_codes: np.ndarray) -> np.ndarray:
 
 def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     n = len(codes)
-    ok, lm, pose = track.dense(n, np.float32)
+    ok, pose = track.usable_at(n)
     # At rest (the dub's silences) the path may move freely to the best closed mouth: closed mouths
     # look alike, so a jump there does not flicker, and carrying a speaking run on into a silence would.
     # (Told from the codes asked for: the rest may lie just outside the bank's range.)
@@ -71,7 +70,7 @@ def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     jump = np.where(resting, REST_JUMP_COST, SPEECH_JUMP_COST)
     path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale, jump_cost=jump,
                      target_opening=fit.shape.code_opening(codes), bank_opening=fit.shape.code_opening(fit.bank.codes))
-    return FacePlan(track, fit, codes, path, ok & (path >= 0), lm)
+    return FacePlan(track, fit, codes, path, ok & (path >= 0))
 
 
 def plans_with_refiner(plans: list[FacePlan]) -> list[FacePlan]:
@@ -130,7 +129,9 @@ class FrameComposer:
         return out
 
     def _face(self, plan: FacePlan, index: int, frame: np.ndarray, details: list[FrameResult] | None) -> np.ndarray:
-        own = np.asarray(plan.landmarks[index], np.float64)
+        own = plan.track.landmarks_at(index)
+        if own is None:
+            raise ValueError("the face has no landmarks on this frame")
         target = plan.fit.shape.apply_to_frame(own, plan.codes[index])
         h, w = frame.shape[:2]
         mask = build_mask([lower_face_polygon(own), lower_face_polygon(target)], (h, w), feather_px(own))

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+BLOCK_FRAMES = 2048  # frames whose landmarks are widened to float64 at once
+
+
+class LandmarkRows:
+    """Some rows of a track's float32 landmarks, widened to float64 only when read (a slice at a time)."""
+
+    def __init__(self, source: np.ndarray, rows: np.ndarray) -> None:
+        self._source = source
+        self._rows = np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice):
+            raise TypeError("landmark rows are read by slices")
+        return np.asarray(self._source[self._rows[key]], np.float64)
+
+    def blocks(self, size: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        for i in range(0, len(self), size):
+            yield self[i : i + size]
 
 
 @dataclass
@@ -63,13 +86,42 @@ class FaceTrack:
     def dense(self, n_frames: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per video frame: (present & usable mask, landmarks (n, 468, 2) NaN where absent, pose).
         ``dtype``: the landmarks' (float32 halves the memory of an array kept for a whole render)."""
+        ok, pose = self.usable_at(n_frames)
+        return ok, self._spread(self.landmarks, n_frames, dtype), pose
+
+    def usable_at(self, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per video frame: (present & usable mask, pose): :meth:`dense` without the landmarks."""
         ok = np.zeros(n_frames, bool)
         pose = np.zeros((n_frames, 3))
         inside = self.frames < n_frames
         f = self.frames[inside]
         ok[f] = self.usable[inside]
         pose[f] = self.pose[inside]
-        return ok, self._spread(self.landmarks, n_frames, dtype), pose
+        return ok, pose
+
+    def landmarks_at(self, frame: int) -> np.ndarray | None:
+        """The (smoothed) landmarks of one video frame, float64 (468, 2); None where the face is absent."""
+        i = self.index_of(frame)
+        return None if i is None else np.asarray(self.landmarks[i], np.float64)
+
+    def landmark_rows(self, frames: np.ndarray, raw: bool = False) -> LandmarkRows:
+        """The landmarks of video ``frames`` (each a frame of the track), read a block at a time:
+        ``rows[i:j]`` is float64 (j - i, 468, 2). ``raw``: the unsmoothed ones (as :meth:`raw_at`)."""
+        src = self.raw if raw and self.raw is not None else self.landmarks
+        return LandmarkRows(src, self.rows_of(frames))
+
+    def openings(self, n_frames: int) -> np.ndarray:
+        """Mouth opening per video frame from the smoothed landmarks, NaN where the face is absent or
+        not usable; computed a block of frames at a time (no float64 copy of the whole track)."""
+        from engine.lipsync.geometry import mouth_opening
+
+        out = np.full(n_frames, np.nan)
+        for i in range(0, len(self.frames), BLOCK_FRAMES):
+            f = self.frames[i : i + BLOCK_FRAMES]
+            keep = (f < n_frames) & self.usable[i : i + BLOCK_FRAMES]
+            if keep.any():
+                out[f[keep]] = mouth_opening(self.landmarks[i : i + BLOCK_FRAMES][keep])
+        return out
 
     def dense_raw(self, n_frames: int) -> np.ndarray:
         """Per video frame the unsmoothed landmarks (n, 468, 2), NaN where absent; the smoothed ones

@@ -106,3 +106,27 @@ def test_speaker_library_skips_entries_made_with_other_audio_features(tmp_path) 
     prior = load_prior(directory=tmp_path)
     assert prior is not None and sorted(prior.speakers) == ["spk0", "spk1", "spk2"]
     assert sorted(load_prior(exclude={"spk1"}, directory=tmp_path).speakers) == ["spk0", "spk2"]  # type: ignore[union-attr]
+
+
+def test_a_long_speakers_library_entry_is_thinned_to_what_a_prior_reads(tmp_path) -> None:
+    """A long video's speaker is stored as at most LIBRARY_MAX_ROWS rows spread over its speech, and
+    entries are thinned on loading to the rows the prior takes: the prior is the one fitted from the
+    stored entries whole."""
+    from engine.pipeline import fit as F
+
+    rng = np.random.default_rng(7)
+    stored = {}
+    for k, n in enumerate((F.LIBRARY_MAX_ROWS * 3 + 17, 400, 90)):
+        x = rng.normal(size=(n, 6)).astype(np.float32)
+        opening = x[:, 0] + 0.1 * rng.normal(size=n)
+        F.save_to_library(f"spk{k}", x, opening, directory=tmp_path)
+        with np.load(tmp_path / f"spk{k}.npz") as z:
+            stored[f"spk{k}"] = (z["x"].astype(np.float32), z["y"])
+        keep = F.spread_rows(n, F.LIBRARY_MAX_ROWS)
+        assert len(stored[f"spk{k}"][0]) == min(n, F.LIBRARY_MAX_ROWS)
+        np.testing.assert_array_equal(stored[f"spk{k}"][0], x[keep].astype(np.float16).astype(np.float32))
+    prior = F.load_prior(directory=tmp_path)
+    whole = fit_prior([(k, x, y) for k, (x, y) in sorted(stored.items())], F.PRIOR_ROWS)
+    assert prior is not None and whole is not None and prior.speakers == whole.speakers
+    probe = rng.normal(size=(50, 6))
+    np.testing.assert_allclose(prior.predict(probe), whole.predict(probe), atol=1e-9)

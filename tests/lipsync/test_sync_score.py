@@ -42,7 +42,7 @@ def _plan(opening: np.ndarray, ok: np.ndarray | None = None, own: tuple[float, f
     closed, wide = fit.bank.codes[int(np.argmin(bank_open))], fit.bank.codes[int(np.argmax(bank_open))]
     codes = closed[None, :] + np.asarray(opening, np.float64)[:, None] * (wide - closed)[None, :]
     ok = np.ones(FRAMES, bool) if ok is None else ok
-    return FacePlan(track, fit, codes, np.where(ok, 0, -1), ok, np.zeros((FRAMES, 468, 2)))
+    return FacePlan(track, fit, codes, np.where(ok, 0, -1), ok)
 
 
 def test_a_mouth_that_follows_the_dub_scores_a_clear_match() -> None:

@@ -54,3 +54,40 @@ def test_fit_motion_reads_no_pixels_and_gives_fit_speakers_targets(tmp_path: Pat
     full = fit_speaker(video, track, signals, np.ones(n, bool))
     assert len(full.bank) == n
     assert np.allclose(target_codes(motion, signals, 25.0), target_codes(full, signals, 25.0))
+
+
+def test_block_readers_give_what_the_dense_arrays_give(monkeypatch) -> None:
+    """usable_at, openings, landmark_rows and landmarks_at read the track a block at a time; they
+    give what the whole-video dense arrays give (absent frames, unusable ones, frames past the end)."""
+    import engine.lipsync.shape as shape_mod
+    import engine.pipeline.tracks as tracks_mod
+    from engine.lipsync.geometry import mouth_opening
+    from engine.lipsync.shape import fit_shape_model
+
+    monkeypatch.setattr(tracks_mod, "BLOCK_FRAMES", 7)
+    monkeypatch.setattr(shape_mod, "FIT_BLOCK", 6)
+    _, lms = _track(40, 1.5)
+    present = np.ones(40, bool)
+    present[[3, 4, 20]] = False
+    usable = np.ones(40, bool)
+    usable[[9, 30]] = False
+    track = FaceTrack("0", np.flatnonzero(present), lms[present], np.arange(37 * 3.0).reshape(37, 3),
+                      usable[present], raw=(lms + 1.5)[present])
+    n = 36  # the video ends before the track's last frames
+    ok, lm, pose = track.dense(n)
+    ok2, pose2 = track.usable_at(n)
+    np.testing.assert_array_equal(ok, ok2)
+    np.testing.assert_array_equal(pose, pose2)
+    expect = np.where(ok, mouth_opening(np.nan_to_num(lm)), np.nan)
+    np.testing.assert_array_equal(track.openings(n), expect)
+    frames = np.flatnonzero(ok)
+    rows = track.landmark_rows(frames)
+    assert len(rows) == len(frames)
+    np.testing.assert_array_equal(np.concatenate(list(rows.blocks(5))), lm[frames])
+    np.testing.assert_array_equal(track.landmark_rows(frames, raw=True)[2:9], track.raw_at(frames)[2:9])
+    assert track.landmarks_at(3) is None
+    np.testing.assert_array_equal(track.landmarks_at(5), lm[5])
+    # The shape model fitted from rows read in blocks is the one fitted from the whole array.
+    a, b = fit_shape_model(rows, 4), fit_shape_model(lm[frames], 4)
+    np.testing.assert_array_equal(a.components, b.components)
+    np.testing.assert_array_equal(a.rest, b.rest)
