@@ -82,13 +82,37 @@ def power_blocks(
     if n_frames == 0:
         return
     pad = n_fft // 2
-    xp = np.pad(x, (pad, pad), mode="reflect" if len(x) > pad else "constant")
     window = _hann(n_fft)
     for b0 in range(0, n_frames, block):
         b1 = min(n_frames, b0 + block)
-        idx = np.arange(b0, b1)[:, None] * hop + np.arange(n_fft)[None, :]
+        # The padded track's samples this block reads, padded here: no padded copy of the whole track.
+        lo, hi = b0 * hop, (b1 - 1) * hop + n_fft  # in padded coordinates
+        xp = _padded_span(x, pad, lo, hi)
+        idx = (np.arange(b0, b1)[:, None] * hop - lo) + np.arange(n_fft)[None, :]
         spec = np.fft.rfft(xp[idx] * window, n=n_fft, axis=1)
         yield b0, (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
+def _padded_span(x: np.ndarray, pad: int, lo: int, hi: int) -> np.ndarray:
+    """Samples ``lo:hi`` of ``x`` padded by ``pad`` at both ends (reflected; zeros when ``x`` is no
+    longer than ``pad``), without padding the whole of ``x``."""
+    n = len(x)
+    if n <= pad:
+        return np.pad(x, (pad, pad), mode="constant")[lo:hi]
+    if lo >= pad and hi <= n + pad:
+        return x[lo - pad : hi - pad]
+    # The span reaches into the padding: pad a piece of ``x`` that holds every sample the reflection
+    # reads (``x[0:pad + 1]`` on the left, ``x[n - 1 - pad:]`` on the right).
+    left, right = lo < pad, hi > n + pad
+    a = 0 if left else lo - pad
+    b = n if right else hi - pad
+    if left:
+        b = max(b, min(n, pad + 1))
+    if right:
+        a = min(a, max(0, n - 1 - pad))
+    xp = np.pad(x[a:b], (pad if left else 0, pad if right else 0), mode="reflect")
+    start = lo - (a + pad - (pad if left else 0))  # xp[0] sits at padded position a + pad - left pad
+    return xp[start : start + hi - lo]
 
 
 def power_spectrogram(audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:

@@ -57,6 +57,30 @@ def test_power_spectrogram_frames_and_parseval() -> None:
     assert np.argmax(col) == 25  # 1000 Hz / (16000 / 400)
 
 
+@pytest.mark.parametrize("n", [1, 150, 200, 201, 400, 401, 5003])
+def test_block_padding_reads_what_padding_the_whole_track_gives(n: int) -> None:
+    """power_blocks pads each block's span itself; every span equals that span of the padded track."""
+    from engine.audio.mel import _padded_span
+
+    x = np.random.default_rng(n).normal(size=n).astype(np.float32)
+    for pad in (200, 256):
+        full = np.pad(x, (pad, pad), mode="reflect" if n > pad else "constant")
+        for lo in range(0, len(full), 23):
+            for length in (1, 400, 512, 1100):
+                hi = min(len(full), lo + length)
+                np.testing.assert_array_equal(_padded_span(x, pad, lo, hi), full[lo:hi])
+
+
+def test_spectrogram_blocks_join_into_the_whole_spectrogram() -> None:
+    from engine.audio.mel import power_blocks
+
+    x = np.random.default_rng(1).normal(size=16000 * 3 + 77).astype(np.float32)
+    whole = power_spectrogram(x)
+    for block in (1, 7, 4096):
+        got = np.concatenate([p for _, p in power_blocks(x, block=block)]).T
+        np.testing.assert_array_equal(got, whole)
+
+
 def test_log_mel_silence_and_tone_band() -> None:
     x = np.concatenate([np.zeros(SR, np.float32), tone(1.0, SR, 1000.0, 0.5)])
     mel = log_mel_frames(x)
