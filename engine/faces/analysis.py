@@ -507,21 +507,37 @@ class FaceTrackingSession:
     def _identity(k: int, recs: list[_TrackRecord], frame_times: np.ndarray) -> Identity:
         frames = np.concatenate([np.asarray(r.frames, np.int32) for r in recs])
         order = np.argsort(frames, kind="stable")
+        dest = np.empty(len(order), np.int64)
+        dest[order] = np.arange(len(order))  # where each record's frame goes in the identity's arrays
+        starts = np.cumsum([0] + [len(r) for r in recs])
 
         def cat(name: str, dtype: Any) -> np.ndarray:
             return np.concatenate([np.asarray(getattr(r, name), dtype) for r in recs])[order]
 
-        lm = cat("smooth", np.float32)
+        def landmarks(name: str) -> np.ndarray:
+            # Filled frame by frame into one array, each record's list dropped as it is used: a long
+            # video's landmarks are never held twice over (no stacked, joined and sorted copies).
+            out = np.empty((len(order), 468, 2), np.float32)
+            for r, s0 in zip(recs, starts[:-1], strict=True):
+                rows = getattr(r, name)
+                for j, arr in enumerate(rows):
+                    out[dest[s0 + j]] = arr
+                setattr(r, name, [])
+            return out
+
         best = max(recs, key=lambda r: r.thumb_score)
         embs = [e for r in recs for e in r.embeddings]
-        return Identity(
-            id=k, frames=frames[order], boxes=cat("boxes", np.float32), landmarks=lm,
-            landmarks_raw=cat("raw", np.float32), confidence=cat("conf", np.float32), pose=cat("pose", np.float32),
-            flags=cat("flags", np.uint8), mouth_opening=np.asarray(mouth_opening(lm), np.float32).reshape(-1),
+        ident = Identity(
+            id=k, frames=frames[order], boxes=cat("boxes", np.float32), landmarks=landmarks("smooth"),
+            landmarks_raw=landmarks("raw"), confidence=cat("conf", np.float32), pose=cat("pose", np.float32),
+            flags=cat("flags", np.uint8), mouth_opening=np.zeros(len(order), np.float32),
             track_ids=np.concatenate([np.full(len(r), r.id, np.int32) for r in recs])[order],
             thumbnail=best.thumb if best.thumb is not None else np.zeros((96, 96, 3), np.uint8),
             embedding=np.mean(embs, axis=0).astype(np.float32) if embs else np.zeros(0, np.float32),
             frame_times=frame_times)
+        for i in range(0, len(order), 2048):  # widened to float64 a block at a time
+            ident.mouth_opening[i : i + 2048] = mouth_opening(ident.landmarks[i : i + 2048])
+        return ident
 
 
 # -- the job ------------------------------------------------------------------------------------------
