@@ -26,7 +26,6 @@ from engine.audio.mel import (
     WINDOW_FRAMES,
     log_mel_raw,
     power_blocks,
-    whisper_scale,
 )
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 
@@ -91,8 +90,12 @@ def _mel_for_encoder(audio16k: np.ndarray) -> tuple[np.ndarray, float]:
     top = float(raw.max()) if raw.size else -10.0
     # Whisper pads with zeros before its mel: log10(1e-10) = -10, floored at top - 8, then scaled.
     pad_value = (max(-10.0, top - 8.0) + 4.0) / 4.0
-    # The padding takes part in Whisper's max too, so the floor is max(top, -10) - 8.
-    return whisper_scale(raw, max_value=max(top, -10.0)), pad_value
+    # The padding takes part in Whisper's max too, so the floor is max(top, -10) - 8. Scaled in
+    # place (whisper_scale's arithmetic): a long track's mel is not copied three times over.
+    np.maximum(raw, max(top, -10.0) - 8.0, out=raw)
+    raw += 4.0
+    raw /= 4.0
+    return raw, pad_value
 
 
 def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None, device: str,

@@ -198,3 +198,14 @@ def test_power_spectrogram_matches_torch_stft_as_whisper_uses_it() -> None:
     mine = power_spectrogram(x)
     assert mine.shape == ref.shape
     assert np.abs(mine - ref).max() <= 1e-5 * ref.max()
+
+
+def test_encoder_mel_scaled_in_place_is_whispers_scaling() -> None:
+    from engine.audio.features import _mel_for_encoder
+    from engine.audio.mel import log_mel_raw, whisper_scale
+
+    x = np.concatenate([np.zeros(SR // 2, np.float32), tone(2.0, SR, 440.0, 0.3)])
+    raw = log_mel_raw(x)
+    mel, pad_value = _mel_for_encoder(x)
+    np.testing.assert_array_equal(mel, whisper_scale(raw, max_value=max(float(raw.max()), -10.0)))
+    assert pad_value == pytest.approx((max(-10.0, float(raw.max()) - 8.0) + 4.0) / 4.0)
