@@ -520,6 +520,8 @@ class FaceTrackingSession:
             out = np.empty((len(order), 468, 2), np.float32)
             for r, s0 in zip(recs, starts[:-1], strict=True):
                 rows = getattr(r, name)
+                if len(rows) != len(r.frames):
+                    raise RuntimeError(f"track {r.id} was already turned into an identity (finish() runs once)")
                 for j, arr in enumerate(rows):
                     out[dest[s0 + j]] = arr
                 setattr(r, name, [])

@@ -33,6 +33,7 @@ class Rows(Protocol):
 
 SLICES = 5  # time slices the half-second window is averaged into
 LAMBDAS = np.logspace(-1, 4, 11)  # ridge penalties tried, relative to the mean kernel diagonal
+ROW_BLOCK = 1024  # design rows widened to float64 at once (ridge fitting and prediction)
 
 
 @dataclass
@@ -86,11 +87,15 @@ class Ridge:
         if len(x.shape) != 2:
             raise ValueError(f"expected rows (n, {len(self.x_mean)}), got shape {x.shape}")
         out = np.empty((len(x), self.weights.shape[1]))
-        for i in range(0, len(x), 512):
-            block = np.array(x[i : i + 512], dtype=np.float64)
-            block -= self.x_mean
-            out[i : i + 512] = block @ self.weights
-        return out + self.y_mean
+        for i in range(0, len(x), ROW_BLOCK):
+            out[i : i + ROW_BLOCK] = self.predict_block(np.asarray(x[i : i + ROW_BLOCK]))
+        return out
+
+    def predict_block(self, rows: np.ndarray) -> np.ndarray:
+        """Predictions for an array of rows, all at once."""
+        block = np.array(rows, dtype=np.float64)
+        block -= self.x_mean
+        return block @ self.weights + self.y_mean
 
 
 def _blocks(n: int, folds: int) -> list[np.ndarray]:
@@ -142,9 +147,6 @@ def fit_ridge(x: Rows, y: np.ndarray, lambdas: np.ndarray = LAMBDAS, folds: int 
     y_mean = y.mean(0)
     weights = xc.T @ np.linalg.solve(xc @ xc.T + best_lam * scale * np.eye(n), y - y_mean)
     return Ridge(weights, x_mean, y_mean, best_lam)
-
-
-ROW_BLOCK = 1024  # rows the primal ridge widens to float64 at once
 
 
 def _fit_ridge_primal(x: Rows, y: np.ndarray, lambdas: np.ndarray, folds: int) -> Ridge:
@@ -267,11 +269,14 @@ class SpeakerModel:
             return np.stack([e, np.ones_like(e)], 1) @ self.energy_map * self.code_scale
         assert x is not None
         out = np.zeros((len(x), len(self.code_scale)))
-        if self.prior is not None and self.prior_map is not None:
-            p = self.prior.predict(x)
-            out += np.stack([p, np.ones_like(p)], 1) @ self.prior_map
-        if self.ridge is not None:
-            out += self.ridge.predict(x)
+        # A block of rows at a time, each read once for the prior and the speaker's own ridge.
+        for i in range(0, len(x), ROW_BLOCK):
+            rows = np.asarray(x[i : i + ROW_BLOCK])
+            if self.prior is not None and self.prior_map is not None:
+                p = self.prior.ridge.predict_block(rows)[:, 0]
+                out[i : i + len(rows)] += np.stack([p, np.ones_like(p)], 1) @ self.prior_map
+            if self.ridge is not None:
+                out[i : i + len(rows)] += self.ridge.predict_block(rows)
         return out * self.code_scale
 
 

@@ -68,7 +68,7 @@ class DesignRows:
 
     ndim = 2
     dtype = np.dtype(np.float32)
-    BLOCK = 500
+    BLOCK = 512  # rows computed at once (a divisor of the model's ROW_BLOCK: no split blocks)
 
     def __init__(self, feats: WhisperFeatures, norm: TrackNorm, frame_times: np.ndarray, offset_s: float,
                  index: np.ndarray | None = None) -> None:
@@ -126,7 +126,7 @@ class DesignRows:
 Design = np.ndarray | DesignRows
 
 
-def select_rows(design: Design, rows: np.ndarray) -> Design:
+def select_rows(design: Rows, rows: np.ndarray) -> Rows:
     """``design[rows]``, left uncomputed for :class:`DesignRows` (no copy of a long track's rows)."""
     return design.take(rows) if isinstance(design, DesignRows) else design[rows]
 
@@ -207,8 +207,14 @@ def estimate_lag(
     if len(frames) < 25 or np.std(op) == 0:
         return 0
     n = len(design)
-    # The prior's prediction (or the band energy) at every frame once; each lag reads it shifted.
-    signal = prior.predict(design) if prior is not None else np.asarray(energy_db, np.float64)
+    # The prior's prediction (or the band energy) once per frame that some lag reads; each lag reads
+    # it shifted. Only those rows are computed (design rows are computed when read).
+    if prior is not None:
+        reach = np.unique(np.concatenate([lag_rows(n, lag)[frames] for lag in lag_candidates(fps)]))
+        signal = np.zeros(n)
+        signal[reach] = prior.predict(select_rows(design, reach))
+    else:
+        signal = np.asarray(energy_db, np.float64)
 
     def score(lag: int) -> float:
         pred = signal[lag_rows(n, lag)[frames]]
@@ -289,7 +295,7 @@ def spread_rows(n: int, count: int) -> np.ndarray:
     return np.linspace(0, n - 1, min(n, count)).astype(int)
 
 
-def save_to_library(key: str, design: Design, opening: np.ndarray, directory: Path | None = None) -> None:
+def save_to_library(key: str, design: Rows, opening: np.ndarray, directory: Path | None = None) -> None:
     """Store a speaker's speaking frames (model input rows, z-scored opening) for future priors:
     at most ``LIBRARY_MAX_ROWS`` of them, spread evenly over the speech."""
     if len(design) < 25:
@@ -308,7 +314,9 @@ def load_prior(
     exclude: set[str] | frozenset[str] = frozenset(), max_speakers: int = 30, directory: Path | None = None
 ) -> PriorModel | None:
     """The prior from the speaker library, leaving out the speakers named in ``exclude``. Each entry
-    is thinned as it is loaded to the rows the prior takes from it (:func:`fit_prior`)."""
+    is thinned as it is loaded to the rows the prior takes from it (:func:`fit_prior`): the prior is
+    the one fitted from the stored entries whole. (A long speaker's entry is stored already thinned
+    to ``LIBRARY_MAX_ROWS``, so its prior rows are spread over those, not over all of its speech.)"""
     folder = directory or library_dir()
     chosen: list[tuple[str, Path]] = []
     for p in sorted(folder.glob("*.npz")):
@@ -326,6 +334,8 @@ def load_prior(
             log.warning("skipping unreadable speaker library entry %s: %s", p, exc)
             continue
         chosen.append((key, p))
+    # (An entry that passed the check but cannot be read now leaves its share unused: fit_prior takes
+    # every row of the thinned entries, which is no more than its own share of them.)
     per = prior_rows_per_speaker(len(chosen))
     entries: list[tuple[str, np.ndarray, np.ndarray]] = []
     for key, p in chosen:

@@ -36,3 +36,14 @@ def test_tracks_merged_into_an_identity_are_in_frame_order() -> None:
     assert ident.landmarks.dtype == np.float32 and ident.landmarks.shape == (9, 468, 2)
     np.testing.assert_array_equal(ident.track_ids, [1, 1, 1, 2, 2, 1, 1, 2, 2])
     np.testing.assert_allclose(ident.mouth_opening, np.asarray(mouth_opening(ident.landmarks), np.float32))
+
+
+def test_a_record_is_turned_into_an_identity_once() -> None:
+    """The per-frame lists are handed over to the identity's arrays: a second pass would have
+    nothing to fill its landmarks with, and says so instead of returning uninitialised ones."""
+    import pytest
+
+    rec = _record(1, [0, 1, 2], np.random.default_rng(1))
+    FaceTrackingSession._identity(0, [rec], np.arange(5) / 25.0)
+    with pytest.raises(RuntimeError, match="once"):
+        FaceTrackingSession._identity(0, [rec], np.arange(5) / 25.0)
