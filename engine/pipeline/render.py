@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("lipdub.pipeline.render")
 
 N_COMPONENTS = 8  # shape-code components per speaker
+# Past this much landmark data (about 4.5 minutes of one face at 30 fps), a render keeps the
+# landmarks in temporary files rather than in memory (FaceTrack.spill).
+SPILL_LANDMARKS_ABOVE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -161,8 +164,15 @@ def prepare_render(
     video = Path(video_path)
     info = probe(video).require_video()
     times = np.asarray(info.frame_times, np.float64)
-    analysis = analyse(video, progress=_stage(progress, "faces", 0.0, 0.4), cancel=cancel)
+    analysis: Any = analyse(video, progress=_stage(progress, "faces", 0.0, 0.4), cancel=cancel)
     tracks = tracks_from_analysis(analysis)
+    if sum(t.landmark_bytes for t in tracks) > SPILL_LANDMARKS_ABOVE_BYTES:
+        # A long video: its landmarks go to temporary files for the rest of the render (read a frame
+        # or a block at a time), and the analysis that holds them too is let go unless the
+        # regeneration network still needs it.
+        tracks = [t.spill(cache_dir("tmp")) for t in tracks]
+        if engine != "net":
+            analysis = None
     release_free_memory()  # what the analysis freed, before the audio stage's peak comes on top
     check_cancel(cancel)
     from engine.pipeline.evaluate import load_audio16k

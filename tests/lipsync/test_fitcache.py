@@ -145,3 +145,41 @@ def test_prepare_render_fits_a_speaker_once_for_preview_and_export(
     assert len(calls) == 1
     np.testing.assert_array_equal(first.plans[0].path, again.plans[0].path)
     np.testing.assert_array_equal(first.plans[0].codes, again.plans[0].codes)
+
+
+@pytest.mark.media
+def test_a_render_with_its_landmarks_in_files_is_the_render_with_them_in_memory(
+    shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SPILL_LANDMARKS_ABOVE_BYTES the tracks' landmarks go to temporary files: the fit's cache
+    key, the plan and the rendered frames are the ones made with the landmarks in memory."""
+    import engine.pipeline.fitcache as fitcache
+    import engine.pipeline.render as render
+    from engine.runtime.rowfile import RowFile
+
+    monkeypatch.setattr(fitcache, "cache_dir", lambda *parts: tmp_path.joinpath(*parts))
+    calls = []
+    real = render.fit_speaker
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render, "fit_speaker", counted)
+    video = shared_media / "video" / "vox_beard_full.mp4"
+    job = [render.TrackAssignment(shared_media / "audio" / "dub_german1.wav")]
+    held = render.prepare_render(video, job, use_library=False)
+    monkeypatch.setattr(render, "SPILL_LANDMARKS_ABOVE_BYTES", 0)
+    spilled = render.prepare_render(video, job, use_library=False)
+    assert isinstance(spilled.plans[0].track.landmarks, RowFile)
+    assert not isinstance(held.plans[0].track.landmarks, RowFile)
+    assert len(calls) == 1  # the same fit key: taken from the cache
+    np.testing.assert_array_equal(held.plans[0].path, spilled.plans[0].path)
+    np.testing.assert_array_equal(held.plans[0].codes, spilled.plans[0].codes)
+    a, b = render.open_session(held), render.open_session(spilled)
+    try:
+        for i in (3, 4, 40, 90):
+            np.testing.assert_array_equal(a.render_frame(i)[1], b.render_frame(i)[1])
+    finally:
+        a.close()
+        b.close()

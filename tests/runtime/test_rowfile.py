@@ -1,0 +1,73 @@
+"""RowFile: an array in a temporary file, read by rows; and a face track spilled to such files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.runtime.rowfile import RowFile
+
+
+def test_rows_read_back_as_the_array(tmp_path: Path) -> None:
+    a = np.random.default_rng(0).normal(size=(9000, 7, 2)).astype(np.float32)
+    rows = RowFile(a, tmp_path)
+    assert rows.shape == a.shape and rows.dtype == a.dtype and rows.ndim == 3 and len(rows) == 9000
+    np.testing.assert_array_equal(np.asarray(rows), a)  # written in several blocks
+    np.testing.assert_array_equal(rows[5], a[5])
+    np.testing.assert_array_equal(rows[-1], a[-1])
+    np.testing.assert_array_equal(rows[np.int64(17)], a[17])
+    np.testing.assert_array_equal(rows[10:4000:7], a[10:4000:7])
+    np.testing.assert_array_equal(rows[::-3], a[::-3])
+    idx = np.array([8999, 0, 1, 2, 50, 49, -2])
+    np.testing.assert_array_equal(rows[idx], a[idx])
+    mask = np.arange(9000) % 11 == 3
+    np.testing.assert_array_equal(rows[mask], a[mask])
+    assert rows[np.zeros(0, np.int64)].shape == (0, 7, 2)
+    assert rows[[]].shape == (0, 7, 2)
+    assert np.asarray(rows, np.float64).dtype == np.float64
+    assert list(tmp_path.iterdir()) == []  # unnamed: nothing left behind in the folder
+    rows.close()
+
+
+def test_indexing_it_would_read_differently_is_refused(tmp_path: Path) -> None:
+    rows = RowFile(np.zeros((5, 3), np.float32), tmp_path)
+    for bad in ((0, 1), True, np.zeros((2, 2), np.int64), np.array([0.5]), ...):
+        with pytest.raises(TypeError):
+            rows[bad]
+    with pytest.raises(IndexError):
+        rows[5]
+    with pytest.raises(IndexError):
+        rows[np.array([7])]
+    with pytest.raises(IndexError):
+        rows[np.ones(4, bool)]
+
+
+def test_a_spilled_track_reads_as_the_track_in_memory(tmp_path: Path) -> None:
+    from engine.lipsync.shape import fit_shape_model
+    from engine.pipeline.fitcache import fit_key
+    from engine.pipeline.tracks import FaceTrack
+    from tests.lipsync.synthface import face_landmarks
+
+    n = 30
+    lms = np.stack([face_landmarks(0.02 + 0.2 * abs(np.sin(i / 3)), seed=i % 3) for i in range(n)])
+    frames = np.flatnonzero(np.arange(n + 4) % 9 != 4)[:n]
+    usable = np.ones(n, bool)
+    usable[7] = False
+    track = FaceTrack("0", frames, lms, np.zeros((n, 3)), usable, raw=lms + 1.0)
+    spilled = track.spill(tmp_path)
+    assert isinstance(spilled.landmarks, RowFile) and isinstance(spilled.raw, RowFile)
+    total = int(frames[-1]) + 1
+    np.testing.assert_array_equal(spilled.openings(total), track.openings(total))
+    np.testing.assert_array_equal(spilled.dense(total)[1], track.dense(total)[1])
+    np.testing.assert_array_equal(spilled.dense_raw(total), track.dense_raw(total))
+    np.testing.assert_array_equal(spilled.raw_at(frames[3:9]), track.raw_at(frames[3:9]))
+    np.testing.assert_array_equal(spilled.landmarks_at(int(frames[5])), track.landmarks_at(int(frames[5])))
+    ok = track.usable_at(total)[0]
+    a = fit_shape_model(spilled.landmark_rows(np.flatnonzero(ok)), 4)
+    b = fit_shape_model(track.landmark_rows(np.flatnonzero(ok)), 4)
+    np.testing.assert_array_equal(a.components, b.components)
+    speaking = np.ones(total, bool)
+    assert fit_key("v", spilled, speaking, None, 8) == fit_key("v", track, speaking, None, 8)
+    np.testing.assert_array_equal(spilled.subset(usable).dense(total)[1], track.subset(usable).dense(total)[1])
