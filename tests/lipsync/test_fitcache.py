@@ -121,16 +121,13 @@ def test_a_bank_replaced_by_another_fit_of_the_same_size_is_a_miss(tmp_path: Pat
     assert load_fit(key, track, N, directory=tmp_path / "fits") is None
 
 
-@pytest.mark.media
-def test_prepare_render_fits_a_speaker_once_for_preview_and_export(
-    shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The preview and the export (run in another process, with no fits in memory) share one fit."""
+def _counted_fits(shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], Path, list]:
+    """Fits cached under ``tmp_path`` and counted as they run; a real clip and its dub assignment."""
     import engine.pipeline.fitcache as fitcache
     import engine.pipeline.render as render
 
     monkeypatch.setattr(fitcache, "cache_dir", lambda *parts: tmp_path.joinpath(*parts))
-    calls = []
+    calls: list[int] = []
     real = render.fit_speaker
 
     def counted(*args: object, **kwargs: object) -> object:
@@ -139,7 +136,17 @@ def test_prepare_render_fits_a_speaker_once_for_preview_and_export(
 
     monkeypatch.setattr(render, "fit_speaker", counted)
     video = shared_media / "video" / "vox_beard_full.mp4"
-    job = [render.TrackAssignment(shared_media / "audio" / "dub_german1.wav")]
+    return calls, video, [render.TrackAssignment(shared_media / "audio" / "dub_german1.wav")]
+
+
+@pytest.mark.media
+def test_prepare_render_fits_a_speaker_once_for_preview_and_export(
+    shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preview and the export (run in another process, with no fits in memory) share one fit."""
+    import engine.pipeline.render as render
+
+    calls, video, job = _counted_fits(shared_media, tmp_path, monkeypatch)
     first = render.prepare_render(video, job, use_library=False)
     again = render.prepare_render(video, job, use_library=False)  # nothing carried over in memory
     assert len(calls) == 1
@@ -153,21 +160,10 @@ def test_a_render_with_its_landmarks_in_files_is_the_render_with_them_in_memory(
 ) -> None:
     """Past SPILL_LANDMARKS_ABOVE_BYTES the tracks' landmarks go to temporary files: the fit's cache
     key, the plan and the rendered frames are the ones made with the landmarks in memory."""
-    import engine.pipeline.fitcache as fitcache
     import engine.pipeline.render as render
     from engine.runtime.rowfile import RowFile
 
-    monkeypatch.setattr(fitcache, "cache_dir", lambda *parts: tmp_path.joinpath(*parts))
-    calls = []
-    real = render.fit_speaker
-
-    def counted(*args: object, **kwargs: object) -> object:
-        calls.append(1)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(render, "fit_speaker", counted)
-    video = shared_media / "video" / "vox_beard_full.mp4"
-    job = [render.TrackAssignment(shared_media / "audio" / "dub_german1.wav")]
+    calls, video, job = _counted_fits(shared_media, tmp_path, monkeypatch)
     held = render.prepare_render(video, job, use_library=False)
     monkeypatch.setattr(render, "SPILL_LANDMARKS_ABOVE_BYTES", 0)
     spilled = render.prepare_render(video, job, use_library=False)
