@@ -11,7 +11,6 @@ resolution.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from engine.lipsync.geometry import (
     interocular,
     to_canonical,
 )
+from engine.runtime.rowfile import FileRows
 
 # Warp control points: mouth + jaw (these follow the target shape) and the surrounding lower face.
 WARP_POINTS = tuple(dict.fromkeys(SHAPE_POINTS + LOWER_FACE_INNER + UNDER_NOSE + (1, 4, 5, 195)))
@@ -58,7 +58,7 @@ def control_points(moved: np.ndarray, own: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(moved, np.float64)[WARP_INDEX], ring_points(own)], axis=0)
 
 
-class CropFile:
+class CropFile(FileRows):
     """The crops of a texture bank in an ``.npy`` file (N, H, W, 3) uint8, read a crop at a time.
 
     Indexing with one position reads that crop from the file (an array of its own). The crops may
@@ -73,37 +73,20 @@ class CropFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "rb")  # held for the life of the bank
+        file = open(self.path, "rb")  # held for the life of the bank
         try:
-            version = np.lib.format.read_magic(self._file)
+            version = np.lib.format.read_magic(file)
             if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._file)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
             else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._file)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
         except Exception:
-            self._file.close()
+            file.close()
             raise
         if fortran or dtype != np.uint8 or len(shape) != 4:
-            self._file.close()
+            file.close()
             raise ValueError(f"{self.path}: not a texture bank (shape {shape}, {dtype})")
-        self.shape: tuple[int, ...] = tuple(int(v) for v in shape)
-        self.dtype = np.dtype(np.uint8)
-        self.ndim = 4
-        self._offset = self._file.tell()
-        self._item = int(np.prod(self.shape[1:]))
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def _read(self, i: int) -> np.ndarray:
-        out = np.empty(self.shape[1:], np.uint8)
-        with self._lock:
-            self._file.seek(self._offset + i * self._item)
-            got = self._file.readinto(out.reshape(-1).data)
-        if got != self._item:
-            raise OSError(f"{self.path}: the texture bank file is truncated (crop {i})")
-        return out
+        super().__init__(file, file.tell(), shape, np.uint8, f"{self.path}: the texture bank file")
 
     def __getitem__(self, index: Any) -> np.ndarray:
         first = index[0] if isinstance(index, tuple) else index
@@ -111,10 +94,9 @@ class CropFile:
         if isinstance(first, (bool, np.bool_)):
             raise TypeError("a texture bank is not indexed by a bool")
         if isinstance(first, (int, np.integer)):
-            i = int(first)
-            if not -len(self) <= i < len(self):
-                raise IndexError(f"crop {i} of a bank of {len(self)}")
-            return self._read(i % len(self))[rest]
+            if not -len(self) <= int(first) < len(self):
+                raise IndexError(f"crop {int(first)} of a bank of {len(self)}")
+            return self._row_at(first)[rest]
         if isinstance(first, slice):
             picks = np.arange(len(self))[first]
         else:
@@ -126,20 +108,10 @@ class CropFile:
             picks = np.arange(len(self))[sel]
         if any(r is Ellipsis or r is None for r in rest):
             raise TypeError(f"unsupported texture bank index {index!r}")
-        block = np.empty((len(picks), *self.shape[1:]), np.uint8)
-        for k, i in enumerate(picks):
-            block[k] = self._read(int(i))
-        return block[(slice(None), *rest)]
+        return self._gather(picks)[(slice(None), *rest)]
 
     def __iter__(self) -> Any:
-        return (self._read(i) for i in range(len(self)))
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype, copy=False)
-
-    def close(self) -> None:
-        self._file.close()
+        return (self._row_at(i) for i in range(len(self)))
 
 
 def create_crop_file(path: Path, shape: tuple[int, int, int, int]) -> Any:

@@ -16,7 +16,59 @@ from typing import Any
 import numpy as np
 
 
-class RowFile:
+class FileRows:
+    """Rows of a C-ordered (n, ...) array stored from byte ``offset`` of an open binary file, read
+    with ``readinto`` under a lock (so threads may share it); ``name`` says which file in errors."""
+
+    def __init__(self, file: Any, offset: int, shape: tuple[int, ...], dtype: Any, name: str) -> None:
+        self._file = file
+        self._offset = int(offset)
+        self.shape: tuple[int, ...] = tuple(int(v) for v in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._row = int(self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64)))
+        self._name = name
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read_rows(self, start: int, out: np.ndarray) -> None:
+        """Rows ``start .. start + len(out)`` into ``out`` (contiguous)."""
+        want = len(out) * self._row
+        with self._lock:
+            self._file.seek(self._offset + start * self._row)
+            got = self._file.readinto(out.reshape(-1).view(np.uint8).data)
+        if got != want:
+            raise OSError(f"{self._name} is truncated (row {start})")
+
+    def _gather(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at ``positions`` (in range, non-negative), runs of consecutive rows read at once."""
+        out = np.empty((len(positions), *self.shape[1:]), self.dtype)
+        k = 0
+        while k < len(positions):
+            j = k + 1
+            while j < len(positions) and positions[j] == positions[j - 1] + 1:
+                j += 1
+            self._read_rows(int(positions[k]), out[k:j])
+            k = j
+        return out
+
+    def _row_at(self, key: Any) -> np.ndarray:
+        i = int(key)
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} of {len(self)}")
+        return self._gather(np.array([i % len(self)]))[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self._gather(np.arange(len(self)))
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class RowFile(FileRows):
     """A read-only (n, ...) array in an unnamed temporary file (deleted when closed or collected).
 
     ``rows[i]`` (one row), ``rows[a:b]`` and ``rows[int or bool array]`` (1-D) read those rows into a
@@ -26,66 +78,24 @@ class RowFile:
         a = np.ascontiguousarray(array)
         if a.ndim < 1:
             raise ValueError("a row file holds an array of rows")
-        self.shape: tuple[int, ...] = tuple(int(v) for v in a.shape)
-        self.dtype = a.dtype
-        self.ndim = a.ndim
-        self._row = int(a.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64)))
-        self._file: Any = tempfile.TemporaryFile(dir=directory)
+        file: Any = tempfile.TemporaryFile(dir=directory)
         try:
             for i in range(0, len(a), 4096):  # written in blocks: no bytes copy of the whole array
-                self._file.write(a[i : i + 4096].tobytes())
-            self._file.flush()
+                file.write(a[i : i + 4096].tobytes())
+            file.flush()
         except BaseException:
-            self._file.close()
+            file.close()
             raise
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def _read_run(self, start: int, out: np.ndarray) -> None:
-        """Rows ``start .. start + len(out)`` into ``out`` (contiguous)."""
-        want = len(out) * self._row
-        with self._lock:
-            self._file.seek(start * self._row)
-            got = self._file.readinto(out.reshape(-1).view(np.uint8).data)
-        if got != want:
-            raise OSError(f"row file truncated at row {start}")
-
-    def _positions(self, key: Any) -> np.ndarray:
-        n = len(self)
-        if isinstance(key, slice):
-            return np.arange(n)[key]
-        a = np.asarray(key)
-        if a.ndim != 1 or not (a.dtype == bool or a.dtype.kind in "iu" or a.size == 0):
-            raise TypeError(f"a row file is read by a row, a slice or a 1-D list or mask of rows, not {key!r}")
-        return np.arange(n)[a.astype(np.int64) if a.size == 0 else a]
+        super().__init__(file, 0, a.shape, a.dtype, "a temporary row file")
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, tuple) or isinstance(key, (bool, np.bool_)):
             raise TypeError("a row file is read by whole rows")
         if isinstance(key, (int, np.integer)):
-            i = int(key)
-            if not -len(self) <= i < len(self):
-                raise IndexError(f"row {i} of {len(self)}")
-            out = np.empty((1, *self.shape[1:]), self.dtype)
-            self._read_run(i % len(self), out)
-            return out[0]
-        pos = self._positions(key)
-        out = np.empty((len(pos), *self.shape[1:]), self.dtype)
-        # Runs of consecutive rows are read with one call each.
-        k = 0
-        while k < len(pos):
-            j = k + 1
-            while j < len(pos) and pos[j] == pos[j - 1] + 1:
-                j += 1
-            self._read_run(int(pos[k]), out[k:j])
-            k = j
-        return out
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype, copy=False)
-
-    def close(self) -> None:
-        self._file.close()
+            return self._row_at(key)
+        if isinstance(key, slice):
+            return self._gather(np.arange(len(self))[key])
+        a = np.asarray(key)
+        if a.ndim != 1 or not (a.dtype == bool or a.dtype.kind in "iu" or a.size == 0):
+            raise TypeError(f"a row file is read by a row, a slice or a 1-D list or mask of rows, not {key!r}")
+        return self._gather(np.arange(len(self))[a.astype(np.int64) if a.size == 0 else a])
