@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows, open_npy_rows, save_npy_rows
 
 log = logging.getLogger("lipdub.audio.cache")
 
@@ -56,6 +57,44 @@ def store(kind: str, key: str, **arrays: np.ndarray) -> None:
     tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
     try:
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, p)
+    except OSError as exc:
+        log.warning("cannot write cache entry %s: %s", p, exc)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _rows_path(kind: str, key: str, name: str) -> Path:
+    return cache_dir("audio", kind) / f"{key}.{name}.npy"
+
+
+def load_rows(kind: str, key: str, name: str) -> FileRows | None:
+    """Rows stored with :func:`store_rows`, read from the open file a few at a time (a long track's
+    result is not loaded whole), or None when absent or unreadable (a damaged entry is dropped)."""
+    p = _rows_path(kind, key, name)
+    if not p.is_file():
+        return None
+    try:
+        return open_npy_rows(p)
+    except (OSError, ValueError) as exc:
+        log.warning("dropping unreadable cache entry %s: %s", p, exc)
+        try:
+            p.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def store_rows(kind: str, key: str, name: str, rows: np.ndarray | FileRows) -> None:
+    """Store ``rows`` as their own file for ``key``, written a block at a time; a failure to write
+    only logs. Store them before the entry's other arrays (:func:`store`), whose presence says the
+    entry is complete."""
+    p = _rows_path(kind, key, name)
+    tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
+    try:
+        save_npy_rows(tmp, rows)
         os.replace(tmp, p)
     except OSError as exc:
         log.warning("cannot write cache entry %s: %s", p, exc)

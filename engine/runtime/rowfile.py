@@ -18,7 +18,10 @@ import numpy as np
 
 class FileRows:
     """Rows of a C-ordered (n, ...) array stored from byte ``offset`` of an open binary file, read
-    with ``readinto`` under a lock (so threads may share it); ``name`` says which file in errors."""
+    with ``readinto`` under a lock (so threads may share it); ``name`` says which file in errors.
+
+    ``rows[i]`` (one row), ``rows[a:b]`` and ``rows[int or bool array]`` (1-D) read those rows into a
+    new array; ``np.asarray(rows)`` reads them all. Other indexing is refused, not read differently."""
 
     def __init__(self, file: Any, offset: int, shape: tuple[int, ...], dtype: Any, name: str) -> None:
         self._file = file
@@ -60,6 +63,18 @@ class FileRows:
             raise IndexError(f"row {i} of {len(self)}")
         return self._gather(np.array([i % len(self)]))[0]
 
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple) or isinstance(key, (bool, np.bool_)):
+            raise TypeError("a row file is read by whole rows")
+        if isinstance(key, (int, np.integer)):
+            return self._row_at(key)
+        if isinstance(key, slice):
+            return self._gather(np.arange(len(self))[key])
+        a = np.asarray(key)
+        if a.ndim != 1 or not (a.dtype == bool or a.dtype.kind in "iu" or a.size == 0):
+            raise TypeError(f"a row file is read by a row, a slice or a 1-D list or mask of rows, not {key!r}")
+        return self._gather(np.arange(len(self))[a.astype(np.int64) if a.size == 0 else a])
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self._gather(np.arange(len(self)))
         return whole if dtype is None else whole.astype(dtype, copy=False)
@@ -69,10 +84,9 @@ class FileRows:
 
 
 class RowFile(FileRows):
-    """A read-only (n, ...) array in an unnamed temporary file (deleted when closed or collected).
-
-    ``rows[i]`` (one row), ``rows[a:b]`` and ``rows[int or bool array]`` (1-D) read those rows into a
-    new array; ``np.asarray(rows)`` reads them all. Other indexing is refused, not read differently."""
+    """An (n, ...) array in an unnamed temporary file (deleted when closed or collected), read as
+    :class:`FileRows`. :meth:`blank` makes one of zeros to be filled with :meth:`write` (a result
+    computed a block at a time, never held whole)."""
 
     def __init__(self, array: np.ndarray, directory: str | Path | None = None) -> None:
         a = np.ascontiguousarray(array)
@@ -88,14 +102,59 @@ class RowFile(FileRows):
             raise
         super().__init__(file, 0, a.shape, a.dtype, "a temporary row file")
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, tuple) or isinstance(key, (bool, np.bool_)):
-            raise TypeError("a row file is read by whole rows")
-        if isinstance(key, (int, np.integer)):
-            return self._row_at(key)
-        if isinstance(key, slice):
-            return self._gather(np.arange(len(self))[key])
-        a = np.asarray(key)
-        if a.ndim != 1 or not (a.dtype == bool or a.dtype.kind in "iu" or a.size == 0):
-            raise TypeError(f"a row file is read by a row, a slice or a 1-D list or mask of rows, not {key!r}")
-        return self._gather(np.arange(len(self))[a.astype(np.int64) if a.size == 0 else a])
+    @classmethod
+    def blank(cls, shape: tuple[int, ...], dtype: Any, directory: str | Path | None = None) -> RowFile:
+        """A row file of zeros of this shape and dtype (the file is sparse until written)."""
+        if len(shape) < 1:
+            raise ValueError("a row file holds an array of rows")
+        rows = cls.__new__(cls)
+        file: Any = tempfile.TemporaryFile(dir=directory)
+        FileRows.__init__(rows, file, 0, shape, dtype, "a temporary row file")
+        file.truncate(rows.shape[0] * rows._row)
+        return rows
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Overwrite rows ``start .. start + len(rows)`` (which must lie inside the file)."""
+        block = np.ascontiguousarray(rows, self.dtype)
+        if block.shape[1:] != self.shape[1:] or not 0 <= start <= len(self) - len(block):
+            raise IndexError(f"rows {start}..{start + len(block)} of shape {block.shape[1:]} do not fit "
+                             f"{self.shape}")
+        with self._lock:
+            self._file.seek(self._offset + start * self._row)
+            self._file.write(block.data)
+
+
+def open_npy_rows(path: str | Path) -> FileRows:
+    """The rows of a C-ordered ``.npy`` file, read a few at a time from the open file (never mapped
+    or loaded whole). Raises ValueError for a file that is not such an array or is cut short."""
+    p = Path(path)
+    file: Any = open(p, "rb")  # kept open by the rows, closed by their close()
+    try:
+        version = np.lib.format.read_magic(file)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
+        else:
+            raise ValueError(f"{p.name}: .npy format {version} is not read here")
+        if fortran or len(shape) < 1 or dtype.hasobject:
+            raise ValueError(f"{p.name} does not hold C-ordered rows of numbers")
+        offset = file.tell()
+        rows = FileRows(file, offset, shape, dtype, str(p))
+        if p.stat().st_size < offset + len(rows) * rows._row:
+            raise ValueError(f"{p.name} is cut short")
+        return rows
+    except BaseException:
+        file.close()
+        raise
+
+
+def save_npy_rows(path: str | Path, rows: np.ndarray | FileRows, block: int = 4096) -> None:
+    """Write ``rows`` (an array or rows in a file) as a ``.npy`` file, a block of rows at a time."""
+    shape = tuple(int(v) for v in rows.shape)
+    dtype = np.dtype(rows.dtype)
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_2_0(
+            file, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+        for i in range(0, shape[0], block):
+            file.write(np.ascontiguousarray(rows[i : i + block], dtype).data)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.runtime.rowfile import RowFile
+from engine.runtime.rowfile import RowFile, open_npy_rows, save_npy_rows
 
 
 def test_rows_read_back_as_the_array(tmp_path: Path) -> None:
@@ -71,3 +71,46 @@ def test_a_spilled_track_reads_as_the_track_in_memory(tmp_path: Path) -> None:
     speaking = np.ones(total, bool)
     assert fit_key("v", spilled, speaking, None, 8) == fit_key("v", track, speaking, None, 8)
     np.testing.assert_array_equal(spilled.subset(usable).dense(total)[1], track.subset(usable).dense(total)[1])
+
+
+def test_a_blank_row_file_is_filled_a_block_at_a_time(tmp_path: Path) -> None:
+    a = np.random.default_rng(1).normal(size=(5000, 3)).astype(np.float32)
+    rows = RowFile.blank(a.shape, np.float32, tmp_path)
+    assert rows.shape == (5000, 3) and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[100:200], np.zeros((100, 3), np.float32))  # zeros until written
+    for i in range(0, 5000, 1234):
+        rows.write(i, a[i : i + 1234])
+    np.testing.assert_array_equal(np.asarray(rows), a)
+    rows.write(4999, a[:1] * 2)  # the last row may be rewritten
+    np.testing.assert_array_equal(rows[-1], a[0] * 2)
+    with pytest.raises(IndexError):
+        rows.write(4999, a[:2])  # past the end
+    with pytest.raises(IndexError):
+        rows.write(0, np.zeros((2, 4), np.float32))  # rows of another shape
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npy_rows_round_trip_and_bad_files_are_refused(tmp_path: Path) -> None:
+    a = np.random.default_rng(2).normal(size=(6000, 4, 2)).astype(np.float32)
+    path = tmp_path / "a.npy"
+    save_npy_rows(path, RowFile(a, tmp_path), block=1000)  # from rows in a file, in blocks
+    np.testing.assert_array_equal(np.load(path), a)  # a plain .npy file
+    rows = open_npy_rows(path)
+    assert rows.shape == a.shape and rows.dtype == np.float32
+    np.testing.assert_array_equal(rows[3000:3100], a[3000:3100])
+    np.testing.assert_array_equal(rows[np.array([5999, 7, 8])], a[[5999, 7, 8]])
+    rows.close()
+    np.save(tmp_path / "small.npy", a[:10])  # numpy's own writer (format 1.0)
+    small = open_npy_rows(tmp_path / "small.npy")
+    np.testing.assert_array_equal(np.asarray(small), a[:10])
+    small.close()
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="cut short"):
+        open_npy_rows(cut)
+    np.save(tmp_path / "f.npy", np.asfortranarray(a[:10, :, 0]))
+    with pytest.raises(ValueError, match="C-ordered"):
+        open_npy_rows(tmp_path / "f.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an array at all")
+    with pytest.raises(ValueError):
+        open_npy_rows(tmp_path / "junk.npy")
