@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +23,16 @@ from engine.audio import cache
 from engine.audio.mel import (
     FRAMES_PER_SECOND,
     HOP,
+    N_MELS,
     SAMPLE_RATE,
     WINDOW_FRAMES,
+    log_mel_max,
     log_mel_raw,
     power_blocks,
 )
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows, RowFile
 
 FEATURE_RATE_HZ = 50.0  # encoder frames per second (mel at 100 Hz, conv stride 2)
 FEATURE_DIM = 512
@@ -38,6 +43,8 @@ _STRIDE = _ENC_PER_WINDOW - 2 * _MARGIN  # 28 s between window starts
 # other features is not used.
 FEATURES_VERSION = "whisper-base-blocks2-4-v1"
 _CACHE_VERSION = FEATURES_VERSION
+# A track whose vectors take more than this (about 5.5 minutes of audio) keeps them in a file.
+FILE_ABOVE_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,13 @@ class WhisperFeatures:
     """Whisper-base encoder features for one track.
 
     ``vectors``: float32 (n, 512); ``vectors[i]`` describes the audio around ``i / rate_hz`` seconds of
-    the track (track time 0 = first sample). ``silence``: float32 (512,), the encoder's mean output on
-    digital silence, used for times outside the track.
+    the track (track time 0 = first sample). A long track's vectors (more than ``FILE_ABOVE_BYTES``)
+    are rows in a file (:class:`engine.runtime.rowfile.FileRows`: read by rows, a block at a time).
+    ``silence``: float32 (512,), the encoder's mean output on digital silence, used for times outside
+    the track.
     """
 
-    vectors: np.ndarray
+    vectors: np.ndarray | FileRows
     silence: np.ndarray
     duration_s: float
     rate_hz: float = FEATURE_RATE_HZ
@@ -67,14 +76,23 @@ class WhisperFeatures:
         cosine similarity near 0.45 on real speech, 0.74 after this subtraction (the time-varying
         part agrees either way: per-dimension correlation over time 0.90). Silence maps to zeros.
         ``in_place``: subtract from these vectors instead of a copy (for a caller that owns them and
-        keeps only the result: a long track's vectors are 6 MB per minute).
+        keeps only the result: a long track's vectors are 6 MB per minute). Vectors in a file give
+        vectors in a file, written a block at a time (in place only in a temporary file of their own).
         """
         if self.positions is None:
             raise ValueError("these features carry no window positions; compute them with whisper_features")
         bias = silence_encoding(threads)
-        out = self.vectors if in_place and self.vectors.dtype == np.float32 else np.array(self.vectors, np.float32)
-        for i in range(0, len(out), 4096):  # a block at a time: no full-size gathered copy of the bias
-            out[i : i + 4096] -= bias[self.positions[i : i + 4096].astype(np.int64)]
+        src = self.vectors
+        out: np.ndarray | FileRows
+        if isinstance(src, np.ndarray):
+            out = src if in_place and src.dtype == np.float32 else np.array(src, np.float32)
+            for i in range(0, len(out), 4096):  # a block at a time: no full-size gathered copy of the bias
+                out[i : i + 4096] -= bias[self.positions[i : i + 4096].astype(np.int64)]
+        else:
+            rows = src if in_place and isinstance(src, RowFile) else RowFile.blank(src.shape, np.float32, cache_dir("tmp"))
+            for i in range(0, len(src), 4096):
+                rows.write(i, src[i : i + 4096] - bias[self.positions[i : i + 4096].astype(np.int64)])
+            out = rows
         return WhisperFeatures(
             out,
             np.zeros_like(self.silence),
@@ -88,18 +106,29 @@ def _mel_for_encoder(audio16k: np.ndarray) -> tuple[np.ndarray, float]:
     """Scaled log-mel (80, n) of the whole track and the scaled value of the zero padding."""
     raw = log_mel_raw(audio16k)
     top = float(raw.max()) if raw.size else -10.0
-    # Whisper pads with zeros before its mel: log10(1e-10) = -10, floored at top - 8, then scaled.
-    pad_value = (max(-10.0, top - 8.0) + 4.0) / 4.0
-    # The padding takes part in Whisper's max too, so the floor is max(top, -10) - 8. Scaled in
-    # place (whisper_scale's arithmetic): a long track's mel is not copied three times over.
-    np.maximum(raw, max(top, -10.0) - 8.0, out=raw)
-    raw += 4.0
-    raw /= 4.0
+    pad_value = _pad_value(top)
+    # Scaled in place (whisper_scale's arithmetic): a long track's mel is not copied three times over.
+    _scale_in_place(raw, top)
     return raw, pad_value
 
 
-def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None, device: str,
-                    progress: ProgressFn | None, cancel: CancelToken | None) -> tuple[np.ndarray, np.ndarray]:
+def _pad_value(top: float) -> float:
+    # Whisper pads with zeros before its mel: log10(1e-10) = -10, floored at top - 8, then scaled.
+    return (max(-10.0, top - 8.0) + 4.0) / 4.0
+
+
+def _scale_in_place(raw: np.ndarray, top: float) -> None:
+    # The padding takes part in Whisper's max too, so the floor is max(top, -10) - 8.
+    np.maximum(raw, max(top, -10.0) - 8.0, out=raw)
+    raw += 4.0
+    raw /= 4.0
+
+
+def _encode_windows(n_mel: int, window_mel: Callable[[int, int], np.ndarray], pad_value: float,
+                    threads: int | None, device: str, progress: ProgressFn | None, cancel: CancelToken | None,
+                    out: np.ndarray | RowFile) -> np.ndarray:
+    """Encode the track's 30 s windows into ``out`` (n_enc, 512); returns each vector's window position.
+    ``window_mel(a, b)``: the scaled log-mel of mel frames ``a .. b`` (clipped to the track)."""
     import torch
 
     from engine.audio.encoder import FEATURE_BLOCKS, load_encoder
@@ -111,8 +140,7 @@ def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None, devi
         n = threads or default_threads()
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
-    n_enc = (mel.shape[1] + 1) // 2
-    out = np.empty((n_enc, FEATURE_DIM), dtype=np.float32)
+    n_enc = (n_mel + 1) // 2
     positions = np.empty(n_enc, dtype=np.int16)
     starts = [0]
     while starts[-1] + _ENC_PER_WINDOW < n_enc:
@@ -120,18 +148,21 @@ def _encode_windows(mel: np.ndarray, pad_value: float, threads: int | None, devi
     reporter = ProgressReporter(progress, "audio features", len(starts))
     for w, s in enumerate(starts):
         check_cancel(cancel)
-        window = np.full((1, mel.shape[0], WINDOW_FRAMES), pad_value, dtype=np.float32)
-        seg = mel[:, 2 * s : 2 * s + WINDOW_FRAMES]
+        window = np.full((1, N_MELS, WINDOW_FRAMES), pad_value, dtype=np.float32)
+        seg = window_mel(2 * s, 2 * s + WINDOW_FRAMES)
         window[0, :, : seg.shape[1]] = seg
         enc = encoder.hidden_states(window, FEATURE_BLOCKS)[0]
         keep_from = 0 if w == 0 else _MARGIN
         keep_to = _ENC_PER_WINDOW if w == len(starts) - 1 else _ENC_PER_WINDOW - _MARGIN
         keep_to = min(keep_to, n_enc - s)
-        out[s + keep_from : s + keep_to] = enc[keep_from:keep_to]
+        if isinstance(out, np.ndarray):
+            out[s + keep_from : s + keep_to] = enc[keep_from:keep_to]
+        else:
+            out.write(s + keep_from, enc[keep_from:keep_to])
         positions[s + keep_from : s + keep_to] = np.arange(keep_from, keep_to, dtype=np.int16)
         reporter.update(w + 1)
     reporter.finish()
-    return out, positions
+    return positions
 
 
 def silence_encoding(threads: int | None = None, device: str = "auto") -> np.ndarray:
@@ -140,8 +171,10 @@ def silence_encoding(threads: int | None = None, device: str = "auto") -> np.nda
     hit = cache.load("whisper", key)
     if hit is not None and "encoding" in hit:
         return hit["encoding"]
-    mel = np.full((80, WINDOW_FRAMES), (-10.0 + 4.0) / 4.0, dtype=np.float32)
-    enc, _ = _encode_windows(mel, (-10.0 + 4.0) / 4.0, threads, device, None, None)
+    level = (-10.0 + 4.0) / 4.0
+    mel = np.full((N_MELS, WINDOW_FRAMES), level, dtype=np.float32)
+    enc = np.empty((_ENC_PER_WINDOW, FEATURE_DIM), np.float32)
+    _encode_windows(WINDOW_FRAMES, lambda a, b: mel[:, a:b], level, threads, device, None, None, enc)
     cache.store("whisper", key, encoding=enc)
     return enc
 
@@ -163,23 +196,45 @@ def whisper_features(
     """Whisper-base encoder features (512-d, 50 Hz) of a whole 16 kHz mono track.
 
     About 50 ms per second of audio on one core (torch, float32); cached by the samples' content.
+    The track's log-mel is computed a window at a time (a first pass finds its maximum, which
+    Whisper's scaling needs), and a long track's vectors go to a file as they are encoded: memory
+    does not grow with the track's length beyond its samples.
     """
     x = np.ascontiguousarray(np.asarray(audio16k, dtype=np.float32).reshape(-1))
     key = cache.content_key(x, SAMPLE_RATE, _CACHE_VERSION, _STRIDE, _MARGIN)
     duration = len(x) / SAMPLE_RATE
+    n_mel = len(x) // HOP
+    n_enc = (n_mel + 1) // 2
     if use_cache:
         hit = cache.load("whisper", key)
-        if hit is not None and {"vectors", "silence", "positions"} <= hit.keys():
-            return WhisperFeatures(hit["vectors"], hit["silence"], duration, FEATURE_RATE_HZ, hit["positions"])
+        if hit is not None and {"silence", "positions"} <= hit.keys():
+            if "vectors" in hit:
+                return WhisperFeatures(hit["vectors"], hit["silence"], duration, FEATURE_RATE_HZ, hit["positions"])
+            rows = cache.load_rows("whisper", key, "vectors")
+            if rows is not None and rows.shape == (n_enc, FEATURE_DIM) and rows.dtype == np.float32:
+                return WhisperFeatures(rows, hit["silence"], duration, FEATURE_RATE_HZ, hit["positions"])
     silence = silence_vector(threads, device)
-    if len(x) < HOP:
-        vectors = np.zeros((0, FEATURE_DIM), dtype=np.float32)
-        positions = np.zeros(0, dtype=np.int16)
+    vectors: np.ndarray | RowFile
+    if n_enc * FEATURE_DIM * 4 > FILE_ABOVE_BYTES:
+        vectors = RowFile.blank((n_enc, FEATURE_DIM), np.float32, cache_dir("tmp"))
     else:
-        mel, pad_value = _mel_for_encoder(x)
-        vectors, positions = _encode_windows(mel, pad_value, threads, device, progress, cancel)
+        vectors = np.zeros((n_enc, FEATURE_DIM), dtype=np.float32)
+    positions = np.zeros(n_enc, dtype=np.int16)
+    top = log_mel_max(x)
+    if top is not None:
+
+        def window_mel(a: int, b: int) -> np.ndarray:
+            raw = log_mel_raw(x, (a, b))
+            _scale_in_place(raw, top)
+            return raw
+
+        positions = _encode_windows(n_mel, window_mel, _pad_value(top), threads, device, progress, cancel, vectors)
     if use_cache:
-        cache.store("whisper", key, vectors=vectors, silence=silence, positions=positions)
+        if isinstance(vectors, np.ndarray):
+            cache.store("whisper", key, vectors=vectors, silence=silence, positions=positions)
+        else:  # the rows first: the entry counts once its arrays are there
+            cache.store_rows("whisper", key, "vectors", vectors)
+            cache.store("whisper", key, silence=silence, positions=positions)
     return WhisperFeatures(vectors, silence, duration, FEATURE_RATE_HZ, positions)
 
 
@@ -194,14 +249,15 @@ def window_offsets(context_s: float, step_s: float) -> np.ndarray:
     return (np.arange(-half, half + 1, dtype=np.float64) * step_s).astype(np.float64)
 
 
-def sample_series(series: np.ndarray, rate_hz: float, times_s: np.ndarray,
+def sample_series(series: np.ndarray | FileRows, rate_hz: float, times_s: np.ndarray,
                   fill: np.ndarray | None = None) -> np.ndarray:
     """Values of a regularly sampled series (n, d) (row ``i`` at ``i / rate_hz``) at arbitrary times.
 
     Linear interpolation between rows; times outside [0, (n - 1) / rate_hz] get ``fill`` (or the
     nearest row when ``fill`` is None). Output shape: times_s.shape + (d,).
     """
-    series = np.asarray(series)
+    if not isinstance(series, FileRows):
+        series = np.asarray(series)
     t = np.asarray(times_s, dtype=np.float64)
     d = series.shape[1]
     n = series.shape[0]
@@ -216,7 +272,13 @@ def sample_series(series: np.ndarray, rate_hz: float, times_s: np.ndarray,
     i0 = np.floor(p).astype(np.int64)
     i1 = np.minimum(i0 + 1, n - 1)
     frac = (p - i0).astype(np.float32)[:, None]
-    out[:] = series[i0] * (1.0 - frac) + series[i1] * frac
+    if isinstance(series, FileRows):
+        # Rows in a file: read each row these times need once, in order.
+        need, inverse = np.unique(np.concatenate([i0, i1]), return_inverse=True)
+        rows = series[need]
+        out[:] = rows[inverse[: len(i0)]] * (1.0 - frac) + rows[inverse[len(i0) :]] * frac
+    else:
+        out[:] = series[i0] * (1.0 - frac) + series[i1] * frac
     if fill is not None:
         out[~inside] = fill
     return out.reshape((*t.shape, d))

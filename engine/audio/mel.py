@@ -69,22 +69,25 @@ def _hann(n: int) -> np.ndarray:
 
 
 def power_blocks(
-    audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP, block: int = 4096
+    audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP, block: int = 4096,
+    frames: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """|STFT|^2 of centred, reflect-padded frames, a block of frames at a time: yields ``(first,
     power)`` with ``power`` float32 (frames, n_fft // 2 + 1) for frames ``first`` onwards.
 
     Like Whisper, the last frame of a centred STFT is dropped, so there are exactly
     ``len(audio) // hop`` frames and frame ``j`` is centred at ``j * hop`` samples. A long track is
-    never held as one spectrogram (10 minutes would be 50-60 MB per copy)."""
+    never held as one spectrogram (10 minutes would be 50-60 MB per copy). ``frames``: only frames
+    ``a .. b`` (clipped to the track), the same values as in the whole track's STFT."""
     x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
     n_frames = len(x) // hop
-    if n_frames == 0:
+    first, stop = (0, n_frames) if frames is None else (max(0, frames[0]), min(n_frames, frames[1]))
+    if stop <= first:
         return
     pad = n_fft // 2
     window = _hann(n_fft)
-    for b0 in range(0, n_frames, block):
-        b1 = min(n_frames, b0 + block)
+    for b0 in range(first, stop, block):
+        b1 = min(stop, b0 + block)
         # The padded track's samples this block reads, padded here: no padded copy of the whole track.
         lo, hi = b0 * hop, (b1 - 1) * hop + n_fft  # in padded coordinates
         xp = _padded_span(x, pad, lo, hi)
@@ -125,13 +128,27 @@ def power_spectrogram(audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) 
     return out
 
 
-def log_mel_raw(audio16k: np.ndarray) -> np.ndarray:
-    """log10 of the mel power, clamped at 1e-10: shape (80, frames), before Whisper's scaling."""
+def log_mel_raw(audio16k: np.ndarray, frames: tuple[int, int] | None = None) -> np.ndarray:
+    """log10 of the mel power, clamped at 1e-10: shape (80, frames), before Whisper's scaling.
+    ``frames``: only frames ``a .. b`` of the track (clipped to it)."""
     filters = mel_filters()
-    out = np.empty((filters.shape[0], np.asarray(audio16k).size // HOP), dtype=np.float32)
-    for b0, power in power_blocks(audio16k):
-        out[:, b0 : b0 + len(power)] = np.log10(np.maximum(filters @ power.T, 1e-10))
+    total = np.asarray(audio16k).size // HOP
+    first, stop = (0, total) if frames is None else (max(0, frames[0]), min(total, frames[1]))
+    out = np.empty((filters.shape[0], max(0, stop - first)), dtype=np.float32)
+    for b0, power in power_blocks(audio16k, frames=(first, stop)):
+        out[:, b0 - first : b0 - first + len(power)] = np.log10(np.maximum(filters @ power.T, 1e-10))
     return out
+
+
+def log_mel_max(audio16k: np.ndarray) -> float | None:
+    """The largest value of :func:`log_mel_raw` over the whole track (None when it has no frame),
+    computed a block at a time: Whisper's scaling needs it before any window is encoded."""
+    filters = mel_filters()
+    top: float | None = None
+    for _, power in power_blocks(audio16k):
+        m = float(np.log10(np.maximum(filters @ power.T, 1e-10)).max())  # as log_mel_raw computes it
+        top = m if top is None else max(top, m)
+    return top
 
 
 def whisper_scale(log_mel: np.ndarray, max_value: float | None = None) -> np.ndarray:

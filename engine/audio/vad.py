@@ -108,8 +108,6 @@ def speech_probabilities(audio16k: np.ndarray, cancel: CancelToken | None = None
     sess = _get_session()
     x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
     n = (len(x) + CHUNK - 1) // CHUNK
-    padded = np.zeros(n * CHUNK + CONTEXT, dtype=np.float32)
-    padded[CONTEXT : CONTEXT + len(x)] = x
     state = np.zeros((2, 1, 128), dtype=np.float32)
     sr = np.array(SAMPLE_RATE, dtype=np.int64)
     probs = np.empty(n, dtype=np.float32)
@@ -118,7 +116,12 @@ def speech_probabilities(audio16k: np.ndarray, cancel: CancelToken | None = None
         if i % 256 == 0:
             check_cancel(cancel)
             reporter.update(i)
-        chunk = padded[i * CHUNK : i * CHUNK + CHUNK + CONTEXT][None, :]
+        # The chunk and the context before it, zeros before the first sample and after the last
+        # (no zero-padded copy of the whole track).
+        lo = i * CHUNK - CONTEXT
+        a, b = max(lo, 0), min(i * CHUNK + CHUNK, len(x))
+        chunk = np.zeros((1, CHUNK + CONTEXT), dtype=np.float32)
+        chunk[0, a - lo : b - lo] = x[a:b]
         out, state = sess.run(None, {"input": chunk, "state": state, "sr": sr})
         probs[i] = float(out.reshape(-1)[0])
     reporter.finish()

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from engine.runtime.rowfile import FileRows
+
 
 class Rows(Protocol):
     """Design rows: an (n, D) array, or anything that reads like one for ``len``, ``shape`` and
@@ -44,10 +46,10 @@ class TrackNorm:
     std: np.ndarray
 
     @staticmethod
-    def from_vectors(vectors: np.ndarray, speech: np.ndarray | None = None, block: int = 4096) -> TrackNorm:
+    def from_vectors(vectors: np.ndarray | FileRows, speech: np.ndarray | None = None, block: int = 4096) -> TrackNorm:
         """Over the ``speech`` vectors (all of them with under 50), summed in float64 a block at a
         time: no copy of a long track's vectors."""
-        v = np.asarray(vectors)
+        v = vectors if isinstance(vectors, FileRows) else np.asarray(vectors)
         d = v.shape[1]
         use = np.ones(len(v), bool)
         if speech is not None and int(np.asarray(speech).sum()) >= 50:

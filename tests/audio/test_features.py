@@ -8,6 +8,7 @@ import pytest
 from engine.audio import (
     FEATURE_DIM,
     band_energy_db,
+    features,
     features_at_frames,
     log_mel_frames,
     logmel_at_frames,
@@ -15,7 +16,10 @@ from engine.audio import (
     whisper_features,
     window_offsets,
 )
-from engine.audio.mel import mel_filters, power_spectrogram
+from engine.audio.features import WhisperFeatures
+from engine.audio.mel import log_mel_max, log_mel_raw, mel_filters, power_spectrogram
+from engine.lipsync.model import TrackNorm
+from engine.runtime.rowfile import FileRows, RowFile
 from tests.audio.signals import bursts, tone
 
 SR = 16000
@@ -209,3 +213,45 @@ def test_encoder_mel_scaled_in_place_is_whispers_scaling() -> None:
     mel, pad_value = _mel_for_encoder(x)
     np.testing.assert_array_equal(mel, whisper_scale(raw, max_value=max(float(raw.max()), -10.0)))
     assert pad_value == pytest.approx((max(-10.0, float(raw.max()) - 8.0) + 4.0) / 4.0)
+
+
+def test_log_mel_of_a_span_is_that_span_of_the_whole_track() -> None:
+    x = (np.random.default_rng(4).standard_normal(SR * 7 + 123) * 0.1).astype(np.float32)
+    whole = log_mel_raw(x)
+    for a, b in [(0, 5), (0, 10_000), (3, 4100), (4090, 4200), (690, 10_000), (-5, 3), (700, 700)]:
+        span = log_mel_raw(x, (a, b))
+        np.testing.assert_allclose(span, whole[:, max(a, 0) : b], rtol=0, atol=1e-5)
+    assert log_mel_max(x) == float(whole.max())
+    assert log_mel_max(np.zeros(100, np.float32)) is None  # shorter than one hop: no frame
+
+
+def test_long_track_features_live_in_a_file_with_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = bursts(35.0, SR, [(2.0, 4.0), (31.0, 33.0)]) * np.float32(0.9)  # content unlike other tests
+    held = whisper_features(x, use_cache=False)
+    assert isinstance(held.vectors, np.ndarray)
+    monkeypatch.setattr(features, "FILE_ABOVE_BYTES", 0)
+    filed = whisper_features(x)
+    assert isinstance(filed.vectors, FileRows) and filed.vectors.shape == held.vectors.shape
+    np.testing.assert_array_equal(np.asarray(filed.vectors), held.vectors)
+    assert filed.positions is not None and held.positions is not None
+    np.testing.assert_array_equal(filed.positions, held.positions)
+    # From the cache: rows read from the cache file, the same values.
+    again = whisper_features(x)
+    assert isinstance(again.vectors, FileRows) and not isinstance(again.vectors, RowFile)
+    np.testing.assert_array_equal(np.asarray(again.vectors), held.vectors)
+    # Debiased: the same values as in memory; the cache's file is never written over.
+    expected = held.debiased().vectors
+    np.testing.assert_array_equal(np.asarray(again.debiased(in_place=True).vectors), expected)
+    np.testing.assert_array_equal(np.asarray(whisper_features(x).vectors), held.vectors)
+    own = filed.debiased(in_place=True)
+    assert own.vectors is filed.vectors  # its own temporary file: written in place
+    np.testing.assert_array_equal(np.asarray(own.vectors), expected)
+    # Sampled at frame times and normalised over speech from the file: the same as from memory.
+    frames = np.arange(400) * 1001 / 30000
+    mem = WhisperFeatures(expected, held.silence, held.duration_s, held.rate_hz, held.positions)
+    np.testing.assert_array_equal(features_at_frames(own, frames, offset_s=-0.3),
+                                  features_at_frames(mem, frames, offset_s=-0.3))
+    speech = np.arange(len(expected)) % 3 > 0
+    a, b = TrackNorm.from_vectors(own.vectors, speech, block=500), TrackNorm.from_vectors(expected, speech, block=500)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)

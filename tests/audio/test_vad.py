@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.audio import VadParams, detect_speech, speech_mask
+from engine.audio import VadParams, detect_speech, speech_mask, vad
 from engine.audio.vad import CHUNK_S, segments_from_probs
 from engine.media import decode_audio
 from tests.audio.signals import tone
@@ -64,3 +64,23 @@ def test_every_speech_clip_has_speech(shared_media: Path) -> None:
         if clip.name == "dub_german1.wav":
             shifted = detect_speech(np.concatenate([np.zeros(2 * SR, np.float32), audio.samples[:, 0]]))
             assert shifted.segments[0][0] == pytest.approx(result.segments[0][0] + 2.0, abs=0.07)
+
+
+def test_each_model_step_sees_its_chunk_and_the_context_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The model gets chunk i (samples i*512 ..) preceded by the previous chunk's last 64 samples,
+    # zeros before the track and after it, and the state the step before returned.
+    seen: list[np.ndarray] = []
+
+    class Recorder:
+        def run(self, _outputs: object, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            seen.append(np.array(feed["input"]))
+            return np.full((1, 1), 0.25, np.float32), feed["state"] + 1
+
+    monkeypatch.setattr(vad, "_get_session", lambda: Recorder())
+    x = np.arange(1, 1301, dtype=np.float32)  # 2 full chunks and a partial one
+    probs = vad.speech_probabilities(x)
+    assert probs.shape == (3,) and np.all(probs == 0.25)
+    assert [s.shape for s in seen] == [(1, 576)] * 3
+    np.testing.assert_array_equal(seen[0][0], np.concatenate([np.zeros(64), x[:512]]))
+    np.testing.assert_array_equal(seen[1][0], x[448:1024])
+    np.testing.assert_array_equal(seen[2][0], np.concatenate([x[960:1300], np.zeros(236)]))
