@@ -60,6 +60,7 @@ from engine.faces.tracker import CutDetector, Observation, Track, Tracker
 from engine.faces.types import MeshResult, iou, landmark_box
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows, RowFile, RowLog, open_npy_rows, save_npy_rows
 
 log = logging.getLogger("lipdub.faces")
 
@@ -70,6 +71,12 @@ FLAG_TOO_SMALL = 1  #: inter-ocular distance under ``AnalysisSettings.min_iod`` 
 FLAG_PROFILE = 2  #: |yaw| beyond ``AnalysisSettings.max_yaw`` degrees
 FLAG_LOW_CONFIDENCE = 4  #: landmark confidence low: mouth likely occluded or the face blurred
 FLAG_EDGE = 8  #: some mouth/jaw points are outside the frame (face cut by the edge)
+
+# An identity whose two landmark arrays take more than this (about 2.5 minutes of one face at 30 fps)
+# keeps them in files: read by rows (engine.runtime.rowfile), cached as .npy files beside the
+# analysis. While the video is processed every face's landmarks go to a temporary log file.
+LANDMARKS_IN_FILE_ABOVE_BYTES = 32 * 2**20
+_LANDMARK_ROW = (2, 468, 2)  # one log row: the smoothed and the raw landmarks of one face in one frame
 
 _TRACK_POINTS = (RIGHT_EYE[0], LEFT_EYE[0], NOSE_TIP, UPPER_LIP_INNER_MID, LOWER_LIP_INNER_MID, CHIN)
 
@@ -115,13 +122,15 @@ class Identity:
     """A person: every frame where they are on screen, merged over tracks, gaps and cuts.
 
     Per-frame arrays are aligned with ``frames`` (sorted frame indices where the person is present).
+    A long presence keeps its landmarks in files (``LANDMARKS_IN_FILE_ABOVE_BYTES``): read them by
+    rows or slices (``landmarks[i]``, ``landmarks[a:b]``); ``np.asarray`` reads them whole.
     """
 
     id: int
     frames: np.ndarray  #: (n,) int32
     boxes: np.ndarray  #: (n, 4) float32
-    landmarks: np.ndarray  #: (n, 468, 2) float32, one-euro smoothed
-    landmarks_raw: np.ndarray  #: (n, 468, 2) float32, as the model gave them
+    landmarks: np.ndarray | FileRows  #: (n, 468, 2) float32, one-euro smoothed
+    landmarks_raw: np.ndarray | FileRows  #: (n, 468, 2) float32, as the model gave them
     confidence: np.ndarray  #: (n,) float32
     pose: np.ndarray  #: (n, 3) float32 yaw, pitch, roll degrees
     flags: np.ndarray  #: (n,) uint8 FLAG_* bits
@@ -231,12 +240,18 @@ class FaceAnalysis:
         """Write ``path`` (.npz arrays) and ``path`` with suffix .json (the rest), each atomically."""
         path = Path(path)
         arrays: dict[str, np.ndarray] = {"frame_times": np.asarray(self.frame_times, np.float64)}
+        row_files: list[str] = []
         for k, ident in enumerate(self.identities):
             for name in _ARRAYS:
-                arrays[f"i{k}_{name}"] = getattr(ident, name)
+                value = getattr(ident, name)
+                if isinstance(value, FileRows):  # a long presence's landmarks: a .npy file of its own
+                    _atomic_write(_rows_path(path, f"i{k}_{name}"), lambda f, v=value: save_npy_rows(f, v))
+                    row_files.append(f"i{k}_{name}")
+                else:
+                    arrays[f"i{k}_{name}"] = value
         meta = {"version": ANALYSIS_VERSION, "source": self.source, "backend": self.backend,
                 "width": self.width, "height": self.height, "frame_count": self.frame_count, "cuts": self.cuts,
-                "message": self.message, "identities": [i.id for i in self.identities]}
+                "message": self.message, "identities": [i.id for i in self.identities], "row_files": row_files}
         _atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
         _atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
@@ -247,16 +262,24 @@ class FaceAnalysis:
             meta = json.loads(path.with_suffix(".json").read_text())
             if meta.get("version") != ANALYSIS_VERSION:
                 raise BadInputError(f"face analysis version {meta.get('version')} is not {ANALYSIS_VERSION}", path)
+            row_files = set(meta.get("row_files", []))
             with np.load(path, allow_pickle=False) as z:
                 times = z["frame_times"]
                 idents = []
                 for k, ident_id in enumerate(meta["identities"]):
-                    kw = {name: z[f"i{k}_{name}"] for name in _ARRAYS}
+                    kw: dict[str, Any] = {
+                        name: open_npy_rows(_rows_path(path, f"i{k}_{name}")) if f"i{k}_{name}" in row_files
+                        else z[f"i{k}_{name}"] for name in _ARRAYS}
                     idents.append(Identity(id=int(ident_id), frame_times=times, **kw))
         except (OSError, ValueError, KeyError) as exc:
             raise BadInputError(f"face analysis file cannot be read: {exc}", path) from exc
         return cls(meta["source"], meta["backend"], int(meta["width"]), int(meta["height"]),
                    int(meta["frame_count"]), times, idents, list(meta["cuts"]), meta.get("message", ""))
+
+
+def _rows_path(path: Path, name: str) -> Path:
+    """Where the analysis saved at ``path`` keeps the array ``name`` that it holds in a file."""
+    return path.with_name(f"{path.stem}.{name}.npy")
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -277,12 +300,14 @@ def _atomic_write(path: Path, write: Any) -> None:
 class _TrackRecord:
     """What one track collected: per-frame lists, a smoothing filter, sparse embeddings, a thumbnail."""
 
-    def __init__(self, track_id: int, settings: AnalysisSettings) -> None:
+    def __init__(self, track_id: int, settings: AnalysisSettings, log: RowLog | None = None) -> None:
         self.id = track_id
         self.frames: list[int] = []
         self.boxes: list[np.ndarray] = []
-        self.raw: list[np.ndarray] = []
-        self.smooth: list[np.ndarray] = []
+        # Each frame's smoothed and raw landmarks are a row of ``log`` (shared by a session's tracks);
+        # ``rows`` says which.
+        self.log = log if log is not None else RowLog(_LANDMARK_ROW, np.float32, cache_dir("tmp"))
+        self.rows: list[int] = []
         self.conf: list[float] = []
         self.pose: list[np.ndarray] = []
         self.flags: list[int] = []
@@ -297,6 +322,10 @@ class _TrackRecord:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def add_landmarks(self, smooth: np.ndarray, raw: np.ndarray) -> None:
+        """This frame's (468, 2) landmarks, smoothed and raw (call once per appended frame)."""
+        self.rows.append(self.log.append(np.stack([smooth[:, :2], raw[:, :2]])))
 
 
 def _flags(points: np.ndarray, conf: float, pose: np.ndarray, w: int, h: int, s: AnalysisSettings) -> int:
@@ -354,6 +383,7 @@ class FaceTrackingSession:
         self.tracker = Tracker(max_missed=max(2, round(self.s.max_missed_s * self.fps)))
         self.cuts = CutDetector()
         self.records: dict[int, _TrackRecord] = {}
+        self._log = RowLog(_LANDMARK_ROW, np.float32, cache_dir("tmp"))  # every track's landmarks
         self.cut_frames: list[int] = []
         self._last_detect = -10**9
         self._last_small = -10**9
@@ -462,7 +492,7 @@ class FaceTrackingSession:
         assert isinstance(mesh, MeshResult)
         rec = self.records.get(track_id)
         if rec is None:
-            rec = self.records[track_id] = _TrackRecord(track_id, self.s)
+            rec = self.records[track_id] = _TrackRecord(track_id, self.s, self._log)
         pts = mesh.points
         rec.points = pts
         iod = float(inter_ocular(pts))
@@ -471,8 +501,7 @@ class FaceTrackingSession:
         flags = _flags(pts, mesh.score, pose, self.width, self.height, self.s)
         rec.frames.append(index)
         rec.boxes.append(obs.box.astype(np.float32))
-        rec.raw.append(pts[:, :2].astype(np.float32))
-        rec.smooth.append(smooth)
+        rec.add_landmarks(smooth, pts[:, :2])
         rec.conf.append(float(mesh.score))
         rec.pose.append(pose)
         rec.flags.append(flags)
@@ -514,24 +543,32 @@ class FaceTrackingSession:
         def cat(name: str, dtype: Any) -> np.ndarray:
             return np.concatenate([np.asarray(getattr(r, name), dtype) for r in recs])[order]
 
-        def landmarks(name: str) -> np.ndarray:
-            # Filled frame by frame into one array, each record's list dropped as it is used: a long
-            # video's landmarks are never held twice over (no stacked, joined and sorted copies).
-            out = np.empty((len(order), 468, 2), np.float32)
-            for r, s0 in zip(recs, starts[:-1], strict=True):
-                rows = getattr(r, name)
-                if len(rows) != len(r.frames):
-                    raise RuntimeError(f"track {r.id} was already turned into an identity (finish() runs once)")
-                for j, arr in enumerate(rows):
-                    out[dest[s0 + j]] = arr
-                setattr(r, name, [])
-            return out
+        n = len(order)
+        in_file = 2 * n * 468 * 2 * 4 > LANDMARKS_IN_FILE_ABOVE_BYTES
+        smooth: np.ndarray | RowFile
+        raw: np.ndarray | RowFile
+        if in_file:
+            smooth = RowFile.blank((n, 468, 2), np.float32, cache_dir("tmp"))
+            raw = RowFile.blank((n, 468, 2), np.float32, cache_dir("tmp"))
+        else:
+            smooth, raw = np.empty((n, 468, 2), np.float32), np.empty((n, 468, 2), np.float32)
+        # Read from the log a block at a time and put in frame order; each record's rows are let go
+        # as they are used (a record is turned into an identity once).
+        for r, s0 in zip(recs, starts[:-1], strict=True):
+            if len(r.rows) != len(r.frames):
+                raise RuntimeError(f"track {r.id} was already turned into an identity (finish() runs once)")
+            rows = np.asarray(r.rows, np.int64)
+            for j in range(0, len(rows), 2048):
+                block = r.log[rows[j : j + 2048]]
+                _put(smooth, dest[s0 + j : s0 + j + len(block)], block[:, 0])
+                _put(raw, dest[s0 + j : s0 + j + len(block)], block[:, 1])
+            r.rows = []
 
         best = max(recs, key=lambda r: r.thumb_score)
         embs = [e for r in recs for e in r.embeddings]
         ident = Identity(
-            id=k, frames=frames[order], boxes=cat("boxes", np.float32), landmarks=landmarks("smooth"),
-            landmarks_raw=landmarks("raw"), confidence=cat("conf", np.float32), pose=cat("pose", np.float32),
+            id=k, frames=frames[order], boxes=cat("boxes", np.float32), landmarks=smooth,
+            landmarks_raw=raw, confidence=cat("conf", np.float32), pose=cat("pose", np.float32),
             flags=cat("flags", np.uint8), mouth_opening=np.zeros(len(order), np.float32),
             track_ids=np.concatenate([np.full(len(r), r.id, np.int32) for r in recs])[order],
             thumbnail=best.thumb if best.thumb is not None else np.zeros((96, 96, 3), np.uint8),
@@ -540,6 +577,20 @@ class FaceTrackingSession:
         for i in range(0, len(order), 2048):  # widened to float64 a block at a time
             ident.mouth_opening[i : i + 2048] = mouth_opening(ident.landmarks[i : i + 2048])
         return ident
+
+
+def _put(out: np.ndarray | RowFile, positions: np.ndarray, rows: np.ndarray) -> None:
+    """``out[positions] = rows``; into a row file a run of consecutive positions at a time."""
+    if isinstance(out, np.ndarray):
+        out[positions] = rows
+        return
+    k = 0
+    while k < len(positions):
+        j = k + 1
+        while j < len(positions) and positions[j] == positions[j - 1] + 1:
+            j += 1
+        out.write(int(positions[k]), rows[k:j])
+        k = j
 
 
 # -- the job ------------------------------------------------------------------------------------------

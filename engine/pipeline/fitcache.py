@@ -31,7 +31,7 @@ from engine.lipsync.synth import CropFile, TextureBank
 from engine.pipeline.fit import SpeakerFit
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.paths import cache_dir
-from engine.runtime.rowfile import RowFile
+from engine.runtime.rowfile import FileRows
 
 log = logging.getLogger("lipdub.pipeline.fitcache")
 
@@ -41,12 +41,12 @@ FORMAT = "speaker-fit-v3"
 _TYPES: dict[str, type] = {c.__name__: c for c in (ShapeModel, SpeakerModel, Ridge, PriorModel)}
 
 
-def _digest(h: Any, *arrays: np.ndarray | RowFile | None) -> None:
+def _digest(h: Any, *arrays: np.ndarray | FileRows | None) -> None:
     for a in arrays:
         if a is None:
             h.update(b"none")
             continue
-        if isinstance(a, RowFile):  # the same bytes as the array's, read a block of rows at a time
+        if isinstance(a, FileRows):  # the same bytes as the array's, read a block of rows at a time
             h.update(f"{a.dtype}{a.shape}".encode())
             for i in range(0, len(a), 4096):
                 h.update(np.ascontiguousarray(a[i : i + 4096]).view(np.uint8).reshape(-1).data)

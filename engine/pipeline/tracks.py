@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.runtime.rowfile import RowFile
+from engine.runtime.rowfile import FileRows, RowFile
 
 BLOCK_FRAMES = 2048  # frames whose landmarks are widened to float64 at once
 
@@ -16,7 +16,7 @@ BLOCK_FRAMES = 2048  # frames whose landmarks are widened to float64 at once
 class LandmarkRows:
     """Some rows of a track's float32 landmarks, widened to float64 only when read (a slice at a time)."""
 
-    def __init__(self, source: np.ndarray | RowFile, rows: np.ndarray) -> None:
+    def __init__(self, source: np.ndarray | FileRows, rows: np.ndarray) -> None:
         self._source = source
         self._rows = np.asarray(rows, np.int64)
 
@@ -42,24 +42,24 @@ class FaceTrack:
 
     identity: str
     frames: np.ndarray  # (M,) increasing frame indices
-    landmarks: np.ndarray | RowFile  # (M, 468, 2) float32, as the face analysis keeps them (or spilled to a file)
+    landmarks: np.ndarray | FileRows  # (M, 468, 2) float32, as the face analysis keeps them (or spilled to a file)
     pose: np.ndarray  # (M, 3) yaw, pitch, roll (degrees)
     usable: np.ndarray  # (M,) bool
     cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # frames that start a shot
     # The landmark model's unsmoothed output (M, 468, 2), or None: where the pixels of that very frame
     # are (``landmarks`` is smoothed over time and trails fast lip and head motion by a few pixels).
-    raw: np.ndarray | RowFile | None = None
+    raw: np.ndarray | FileRows | None = None
     _pos: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames, np.int64)
         # float32, the analysis's own precision: no second, wider copy of a long video's landmarks.
         # (Landmarks moved to a file by spill() stay there.)
-        if not isinstance(self.landmarks, RowFile):
+        if not isinstance(self.landmarks, FileRows):
             self.landmarks = np.asarray(self.landmarks, np.float32)[..., :2]
         self.pose = np.asarray(self.pose, np.float64).reshape(len(self.frames), -1)[:, :3]
         self.usable = np.asarray(self.usable, bool)
-        if self.raw is not None and not isinstance(self.raw, RowFile):
+        if self.raw is not None and not isinstance(self.raw, FileRows):
             self.raw = np.asarray(self.raw, np.float32)[..., :2]
         self._pos = {int(f): i for i, f in enumerate(self.frames)}
 
@@ -69,10 +69,14 @@ class FaceTrack:
     def spill(self, directory: str | Path | None = None) -> FaceTrack:
         """This track with its landmarks (smoothed and raw) in temporary files, read a frame or a
         block of frames at a time (engine.runtime.rowfile): for a long video, whose landmarks are
-        7.5 kB per frame for the whole render. The values read are the same."""
-        raw = None if self.raw is None else RowFile(np.asarray(self.raw), directory)
-        return FaceTrack(self.identity, self.frames, RowFile(np.asarray(self.landmarks), directory), self.pose,
-                         self.usable, self.cuts, raw)
+        7.5 kB per frame for the whole render. The values read are the same. Landmarks already in
+        files (a long analysis keeps them there) stay where they are."""
+
+        def filed(a: np.ndarray | FileRows) -> FileRows:
+            return a if isinstance(a, FileRows) else RowFile(np.asarray(a), directory)
+
+        return FaceTrack(self.identity, self.frames, filed(self.landmarks), self.pose, self.usable, self.cuts,
+                         None if self.raw is None else filed(self.raw))
 
     @property
     def landmark_bytes(self) -> int:
@@ -147,7 +151,7 @@ class FaceTrack:
         where the track has no raw ones."""
         return self._spread(self.landmarks if self.raw is None else self.raw, n_frames)
 
-    def _spread(self, landmarks: np.ndarray | RowFile, n_frames: int, dtype: type = np.float64) -> np.ndarray:
+    def _spread(self, landmarks: np.ndarray | FileRows, n_frames: int, dtype: type = np.float64) -> np.ndarray:
         lm: np.ndarray = np.full((n_frames, 468, 2), np.nan, dtype=dtype)
         inside = self.frames < n_frames
         lm[self.frames[inside]] = landmarks[inside]

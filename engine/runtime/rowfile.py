@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -124,6 +124,27 @@ class RowFile(FileRows):
             self._file.write(block.data)
 
 
+class RowLog(FileRows):
+    """Rows appended one at a time to an unnamed temporary file and read back as :class:`FileRows`:
+    per-frame results collected while a video is processed (a face's landmarks) without holding
+    them. :meth:`append` returns the new row's index."""
+
+    def __init__(self, row_shape: tuple[int, ...], dtype: Any, directory: str | Path | None = None) -> None:
+        file: Any = tempfile.TemporaryFile(dir=directory)
+        super().__init__(file, 0, (0, *row_shape), dtype, "a temporary row log")
+
+    def append(self, row: np.ndarray) -> int:
+        r = np.ascontiguousarray(row, self.dtype)
+        if r.shape != self.shape[1:]:
+            raise ValueError(f"a row of shape {r.shape} does not fit rows of shape {self.shape[1:]}")
+        with self._lock:
+            i = self.shape[0]
+            self._file.seek(self._offset + i * self._row)
+            self._file.write(r.data)
+            self.shape = (i + 1, *self.shape[1:])
+        return i
+
+
 def open_npy_rows(path: str | Path) -> FileRows:
     """The rows of a C-ordered ``.npy`` file, read a few at a time from the open file (never mapped
     or loaded whole). Raises ValueError for a file that is not such an array or is cut short."""
@@ -149,12 +170,16 @@ def open_npy_rows(path: str | Path) -> FileRows:
         raise
 
 
-def save_npy_rows(path: str | Path, rows: np.ndarray | FileRows, block: int = 4096) -> None:
-    """Write ``rows`` (an array or rows in a file) as a ``.npy`` file, a block of rows at a time."""
+def save_npy_rows(target: str | Path | BinaryIO, rows: np.ndarray | FileRows, block: int = 4096) -> None:
+    """Write ``rows`` (an array or rows in a file) as a ``.npy`` file (a path, or a binary file open
+    for writing), a block of rows at a time."""
+    if isinstance(target, (str, Path)):
+        with open(target, "wb") as file:
+            save_npy_rows(file, rows, block)
+        return
     shape = tuple(int(v) for v in rows.shape)
     dtype = np.dtype(rows.dtype)
-    with open(path, "wb") as file:
-        np.lib.format.write_array_header_2_0(
-            file, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
-        for i in range(0, shape[0], block):
-            file.write(np.ascontiguousarray(rows[i : i + block], dtype).data)
+    np.lib.format.write_array_header_2_0(
+        target, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    for i in range(0, shape[0], block):
+        target.write(np.ascontiguousarray(rows[i : i + block], dtype).data)
