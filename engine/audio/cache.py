@@ -21,9 +21,15 @@ from engine.runtime.rowfile import FileRows, open_npy_rows, save_npy_rows
 log = logging.getLogger("lipdub.audio.cache")
 
 
-def content_key(samples: np.ndarray, sample_rate: int, *params: object) -> str:
-    """A hex key for these samples at this rate and these parameters."""
+def content_key(samples: np.ndarray | FileRows, sample_rate: int, *params: object) -> str:
+    """A hex key for these samples at this rate and these parameters (float32 samples in a file are
+    read a block at a time and give the key their array would)."""
     h = hashlib.sha256()
+    if isinstance(samples, FileRows) and samples.dtype == np.float32:
+        h.update(f"{samples.shape}|{sample_rate}|{params!r}".encode())
+        for i in range(0, len(samples), 1 << 20):
+            h.update(np.ascontiguousarray(samples[i : i + (1 << 20)]).view(np.uint8).reshape(-1).data)
+        return h.hexdigest()[:40]
     a = np.ascontiguousarray(samples, dtype=np.float32)
     h.update(f"{a.shape}|{sample_rate}|{params!r}".encode())
     h.update(a.view(np.uint8).reshape(-1).data)

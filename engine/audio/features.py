@@ -26,6 +26,7 @@ from engine.audio.mel import (
     N_MELS,
     SAMPLE_RATE,
     WINDOW_FRAMES,
+    as_samples,
     log_mel_max,
     log_mel_raw,
     power_blocks,
@@ -185,7 +186,7 @@ def silence_vector(threads: int | None = None, device: str = "auto") -> np.ndarr
 
 
 def whisper_features(
-    audio16k: np.ndarray,
+    audio16k: np.ndarray | FileRows,
     *,
     threads: int | None = None,
     device: str = "auto",
@@ -198,9 +199,9 @@ def whisper_features(
     About 50 ms per second of audio on one core (torch, float32); cached by the samples' content.
     The track's log-mel is computed a window at a time (a first pass finds its maximum, which
     Whisper's scaling needs), and a long track's vectors go to a file as they are encoded: memory
-    does not grow with the track's length beyond its samples.
+    does not grow with the track's length beyond its samples (none when they are in a file).
     """
-    x = np.ascontiguousarray(np.asarray(audio16k, dtype=np.float32).reshape(-1))
+    x = as_samples(audio16k)
     key = cache.content_key(x, SAMPLE_RATE, _CACHE_VERSION, _STRIDE, _MARGIN)
     duration = len(x) / SAMPLE_RATE
     n_mel = len(x) // HOP
@@ -348,7 +349,7 @@ def frame_intervals(frame_times_s: np.ndarray, last_duration_s: float | None = N
 
 
 def band_energy_db(
-    audio16k: np.ndarray,
+    audio16k: np.ndarray | FileRows,
     frame_times_s: np.ndarray,
     offset_s: float = 0.0,
     low_hz: float = 1800.0,
@@ -361,7 +362,7 @@ def band_energy_db(
     The mean band power over the frame's interval [t_i, t_i+1), as 10 log10, floored ``floor_db`` under
     the loudest frame (QUALITY.md's sync-meter signal). Frames outside the track get the floor.
     """
-    x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
+    x = as_samples(audio16k)
     iv = frame_intervals(frame_times_s, last_duration_s) - float(offset_s)
     n_fft = 512
     hop = HOP  # 10 ms resolution

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from engine.runtime.rowfile import FileRows
+
 SAMPLE_RATE = 16000
 N_FFT = 400
 HOP = 160
@@ -61,6 +63,16 @@ def mel_filters(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int 
     return weights.astype(np.float32)
 
 
+def as_samples(audio16k: np.ndarray | FileRows) -> np.ndarray | FileRows:
+    """A mono track as the audio functions read it (by slices): samples in a file as they are, which
+    must be float32 rows of shape (n,); anything else as a contiguous float32 array of shape (n,)."""
+    if isinstance(audio16k, FileRows):
+        if audio16k.ndim != 1 or audio16k.dtype != np.float32:
+            raise ValueError(f"a mono track in a file must be float32 rows of shape (n,), not {audio16k.shape}")
+        return audio16k
+    return np.ascontiguousarray(np.asarray(audio16k, dtype=np.float32).reshape(-1))
+
+
 @lru_cache(maxsize=2)
 def _hann(n: int) -> np.ndarray:
     # Periodic Hann window (as torch.hann_window(n) by default).
@@ -69,7 +81,7 @@ def _hann(n: int) -> np.ndarray:
 
 
 def power_blocks(
-    audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP, block: int = 4096,
+    audio16k: np.ndarray | FileRows, n_fft: int = N_FFT, hop: int = HOP, block: int = 4096,
     frames: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """|STFT|^2 of centred, reflect-padded frames, a block of frames at a time: yields ``(first,
@@ -78,8 +90,9 @@ def power_blocks(
     Like Whisper, the last frame of a centred STFT is dropped, so there are exactly
     ``len(audio) // hop`` frames and frame ``j`` is centred at ``j * hop`` samples. A long track is
     never held as one spectrogram (10 minutes would be 50-60 MB per copy). ``frames``: only frames
-    ``a .. b`` (clipped to the track), the same values as in the whole track's STFT."""
-    x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
+    ``a .. b`` (clipped to the track), the same values as in the whole track's STFT. Samples in a
+    file are read a block at a time."""
+    x = as_samples(audio16k)
     n_frames = len(x) // hop
     first, stop = (0, n_frames) if frames is None else (max(0, frames[0]), min(n_frames, frames[1]))
     if stop <= first:
@@ -96,12 +109,12 @@ def power_blocks(
         yield b0, (spec.real**2 + spec.imag**2).astype(np.float32)
 
 
-def _padded_span(x: np.ndarray, pad: int, lo: int, hi: int) -> np.ndarray:
+def _padded_span(x: np.ndarray | FileRows, pad: int, lo: int, hi: int) -> np.ndarray:
     """Samples ``lo:hi`` of ``x`` padded by ``pad`` at both ends (reflected; zeros when ``x`` is no
     longer than ``pad``), without padding the whole of ``x``."""
     n = len(x)
     if n <= pad:
-        return np.pad(x, (pad, pad), mode="constant")[lo:hi]
+        return np.pad(np.asarray(x), (pad, pad), mode="constant")[lo:hi]
     if lo >= pad and hi <= n + pad:
         return x[lo - pad : hi - pad]
     # The span reaches into the padding: pad a piece of ``x`` that holds every sample the reflection
@@ -128,11 +141,12 @@ def power_spectrogram(audio16k: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) 
     return out
 
 
-def log_mel_raw(audio16k: np.ndarray, frames: tuple[int, int] | None = None) -> np.ndarray:
+def log_mel_raw(audio16k: np.ndarray | FileRows, frames: tuple[int, int] | None = None) -> np.ndarray:
     """log10 of the mel power, clamped at 1e-10: shape (80, frames), before Whisper's scaling.
     ``frames``: only frames ``a .. b`` of the track (clipped to it)."""
     filters = mel_filters()
-    total = np.asarray(audio16k).size // HOP
+    audio16k = as_samples(audio16k)
+    total = len(audio16k) // HOP
     first, stop = (0, total) if frames is None else (max(0, frames[0]), min(total, frames[1]))
     out = np.empty((filters.shape[0], max(0, stop - first)), dtype=np.float32)
     for b0, power in power_blocks(audio16k, frames=(first, stop)):
@@ -140,7 +154,7 @@ def log_mel_raw(audio16k: np.ndarray, frames: tuple[int, int] | None = None) -> 
     return out
 
 
-def log_mel_max(audio16k: np.ndarray) -> float | None:
+def log_mel_max(audio16k: np.ndarray | FileRows) -> float | None:
     """The largest value of :func:`log_mel_raw` over the whole track (None when it has no frame),
     computed a block at a time: Whisper's scaling needs it before any window is encoded."""
     filters = mel_filters()

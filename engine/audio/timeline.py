@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from engine.errors import BadInputError
+from engine.runtime.rowfile import FileRows
 
 
 class TrackPlacement(Protocol):
@@ -122,13 +123,15 @@ def track_time_offset(placement: TrackPlacement) -> float:
     return float(placement.offset_s) - float(placement.trim_in_s)
 
 
-def trimmed_samples(samples: np.ndarray, rate: int, placement: TrackPlacement) -> tuple[np.ndarray, float]:
+def trimmed_samples(samples: np.ndarray | FileRows, rate: int,
+                    placement: TrackPlacement) -> tuple[np.ndarray | FileRows, float]:
     """The part of a track that plays (trim in to trim out) and the video time of its first sample.
 
     For the engine's per-track signals (features, VAD, band energy) on the track's own clock: sample
     those at frame times with ``offset_s`` = the returned time, and trimmed-away audio never leaks in.
+    Samples in a file give that part of the file (nothing is read).
     """
-    x = np.asarray(samples)
+    x = samples if isinstance(samples, FileRows) else np.asarray(samples)
     a = min(len(x), max(0, to_samples(placement.trim_in_s, rate)))
     b = len(x) if placement.trim_out_s is None else min(len(x), max(a, to_samples(placement.trim_out_s, rate)))
-    return x[a:b], float(placement.offset_s)
+    return (x.part(a, b) if isinstance(x, FileRows) else x[a:b]), float(placement.offset_s)

@@ -81,11 +81,12 @@ def decode_for_output(
         except (av.FFmpegError, OSError):
             pass  # decode_audio below raises the clear error for an unreadable file
     if source_channels <= channels and channels in (1, 2):
-        src = decode_audio(path, sample_rate=sample_rate, stream_index=stream_index).samples
+        src = np.asarray(decode_audio(path, sample_rate=sample_rate, stream_index=stream_index).samples)
         return to_stereo(src) if channels == 2 else downmix_to_mono(src)[:, None]
     if channels == 1:
-        return downmix_to_mono(decode_audio(path, sample_rate=sample_rate, stream_index=stream_index).samples)[:, None]
-    return decode_audio(path, sample_rate=sample_rate, channels=channels, stream_index=stream_index).samples
+        return downmix_to_mono(np.asarray(decode_audio(path, sample_rate=sample_rate,
+                                                       stream_index=stream_index).samples))[:, None]
+    return np.asarray(decode_audio(path, sample_rate=sample_rate, channels=channels, stream_index=stream_index).samples)
 
 
 # Down-mix weights by channel name: dialogue lives in the front (centre above all); LFE carries none.
@@ -188,7 +189,7 @@ def load_track(
         # PyAV leaves codec_context None for a stream whose codec FFmpeg does not know.
         raise _explain_undecodable(Path(path), stream_index, exc) from exc
     check_cancel(cancel)
-    mono = downmix_to_mono(audio.samples)
+    mono = downmix_to_mono(np.asarray(audio.samples))
     if not np.isfinite(mono).all():
         bad = int((~np.isfinite(mono)).sum())
         mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)

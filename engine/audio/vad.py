@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from engine.audio import cache
+from engine.audio.mel import as_samples
 from engine.errors import LipdubError
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from engine.runtime.rowfile import FileRows
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples per model step at 16 kHz (32 ms)
@@ -102,11 +104,11 @@ def _get_session() -> Any:
         return _session
 
 
-def speech_probabilities(audio16k: np.ndarray, cancel: CancelToken | None = None,
+def speech_probabilities(audio16k: np.ndarray | FileRows, cancel: CancelToken | None = None,
                          progress: ProgressFn | None = None) -> np.ndarray:
     """Speech probability per 32 ms chunk (the last partial chunk zero-padded): float32 (n_chunks,)."""
     sess = _get_session()
-    x = np.asarray(audio16k, dtype=np.float32).reshape(-1)
+    x = as_samples(audio16k)
     n = (len(x) + CHUNK - 1) // CHUNK
     state = np.zeros((2, 1, 128), dtype=np.float32)
     sr = np.array(SAMPLE_RATE, dtype=np.int64)
@@ -167,7 +169,7 @@ def segments_from_probs(probs: np.ndarray, duration_s: float, params: VadParams 
 
 
 def detect_speech(
-    audio16k: np.ndarray,
+    audio16k: np.ndarray | FileRows,
     params: VadParams | None = None,
     *,
     use_cache: bool = True,
@@ -176,7 +178,7 @@ def detect_speech(
 ) -> VadResult:
     """Speech segments of a 16 kHz mono track (probabilities cached per track content)."""
     p = params or VadParams()
-    x = np.ascontiguousarray(np.asarray(audio16k, dtype=np.float32).reshape(-1))
+    x = as_samples(audio16k)
     duration = len(x) / SAMPLE_RATE
     key = cache.content_key(x, SAMPLE_RATE, _CACHE_VERSION)
     probs = None

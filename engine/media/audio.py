@@ -19,6 +19,8 @@ import numpy as np
 
 from engine.errors import MediaError
 from engine.media._open import media_error, open_input
+from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows, RowFile, RowLog
 
 log = logging.getLogger("lipdub.media.audio")
 
@@ -36,13 +38,14 @@ def layout_for(channels: int) -> str:
 
 @dataclass
 class AudioData:
-    """Decoded audio: ``samples`` float32, shape (n, channels), nominally in [-1, 1].
+    """Decoded audio: ``samples`` float32, shape (n, channels), nominally in [-1, 1]; a long track
+    decoded with ``file_above_bytes`` has them as rows in a temporary file (read by slices).
 
     ``start_time`` is the time (seconds, on the container's clock, the same clock as the video's
     frame-time table) of ``samples[0]``. The ``source_*`` fields describe the stream as stored.
     """
 
-    samples: np.ndarray
+    samples: np.ndarray | FileRows
     sample_rate: int
     source_rate: int
     source_channels: int
@@ -65,9 +68,17 @@ class AudioData:
     def duration(self) -> float:
         return self.num_samples / float(self.sample_rate)
 
-    def mono(self) -> np.ndarray:
-        """The samples averaged to one channel, shape (n,)."""
-        return self.samples.mean(axis=1, dtype=np.float32) if self.channels > 1 else self.samples[:, 0]
+    def mono(self) -> np.ndarray | FileRows:
+        """The samples averaged to one channel, shape (n,) (in a file when the samples are)."""
+        x = self.samples
+        if not isinstance(x, FileRows):
+            return x.mean(axis=1, dtype=np.float32) if self.channels > 1 else x[:, 0]
+        if self.channels == 1:
+            return x.reshaped(())
+        out = RowFile.blank((len(x),), np.float32, cache_dir("tmp"))
+        for i in range(0, len(x), 1 << 18):
+            out.write(i, x[i : i + (1 << 18)].mean(axis=1, dtype=np.float32))
+        return out
 
 
 def _pick_audio_stream(path: Path, container: av.container.InputContainer, stream_index: int | None):
@@ -126,11 +137,29 @@ class _Growing:
         return self.buf
 
 
+class _InFile:
+    """Rows appended to a temporary file (engine.runtime.rowfile.RowLog): a long track's samples."""
+
+    def __init__(self, channels: int) -> None:
+        self.rows = RowLog((channels,), np.float32, cache_dir("tmp"))
+
+    @property
+    def filled(self) -> int:
+        return len(self.rows)
+
+    def append(self, rows: np.ndarray) -> None:
+        self.rows.extend(rows)
+
+    def result(self) -> FileRows:
+        return self.rows
+
+
 def decode_audio(
     path: str | os.PathLike[str],
     sample_rate: int | None = None,
     channels: int | None = None,
     stream_index: int | None = None,
+    file_above_bytes: int | None = None,
 ) -> AudioData:
     """Decode one audio stream of ``path`` to float32 PCM.
 
@@ -138,7 +167,9 @@ def decode_audio(
     is the container's stream index (default: the default-disposition audio stream, else the first).
     Raises MediaError naming the file when it is missing, not media, has no audio, holds no samples, or
     is too damaged to decode anything. A truncated or partly corrupt stream decodes what is there and
-    records a warning in ``AudioData.warnings`` (also logged).
+    records a warning in ``AudioData.warnings`` (also logged). ``file_above_bytes``: a track whose
+    decoded samples would take more than this (from its stated duration) is decoded into a temporary
+    file instead of memory (``samples`` is then :class:`engine.runtime.rowfile.FileRows`).
     """
     p, container = open_input(path)
     try:
@@ -163,7 +194,12 @@ def decode_audio(
 
         # Decoded straight into one buffer sized from the stream's duration (grown if the estimate is
         # short): a list of chunks joined at the end would hold the whole track twice.
-        out = _Growing(_expected_samples(stream, container, out_rate), out_channels)
+        expected = _expected_samples(stream, container, out_rate)
+        out: _Growing | _InFile
+        if file_above_bytes is not None and expected * out_channels * 4 > file_above_bytes:
+            out = _InFile(out_channels)
+        else:
+            out = _Growing(expected, out_channels)
         warnings: list[str] = []
         errors = 0
         first_time: float | None = None

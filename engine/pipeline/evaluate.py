@@ -25,6 +25,7 @@ from engine.lipsync.metrics import gradient_ring, jitter, motion_lmd, mouth_box,
 from engine.lipsync.model import PriorModel, fit_prior
 from engine.pipeline.crosscheck import IndependentLandmarker
 from engine.pipeline.fit import (
+    SAMPLES_IN_FILE_ABOVE_BYTES,
     AudioTrack,
     SpeakerFit,
     TrackSignals,
@@ -66,9 +67,10 @@ class Clip:
 
 
 def load_audio16k(path: Path) -> AudioTrack:
+    """The file's audio at 16 kHz mono (a long track's in a temporary file: ``SAMPLES_IN_FILE_ABOVE_BYTES``)."""
     from engine.media.audio import decode_audio
 
-    a = decode_audio(path, sample_rate=16000, channels=1)
+    a = decode_audio(path, sample_rate=16000, channels=1, file_above_bytes=SAMPLES_IN_FILE_ABOVE_BYTES)
     return AudioTrack(a.mono(), float(a.start_time))
 
 
@@ -240,7 +242,7 @@ class SideBySide:
         self.size = (round(w * s / 2) * 2, round(h * s / 2) * 2)
         tracks = []
         if audio is not None:
-            tracks.append(MuxTrack(audio.samples.reshape(-1, 1).astype(np.float32), 16000, start_time=audio.offset_s))
+            tracks.append(MuxTrack(np.asarray(audio.samples, np.float32).reshape(-1, 1), 16000, start_time=audio.offset_s))
         self.writer = VideoWriter(path, 2 * self.size[0], self.size[1], fps=fps, audio_tracks=tracks,
                                   input_format="bgr24")
 

@@ -37,6 +37,7 @@ from engine.lipsync.synth import BANK_BUDGET, BankWriter, TextureBank, choose_ba
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows
 
 log = logging.getLogger("lipdub.pipeline.fit")
 
@@ -48,11 +49,16 @@ MIN_SPEECH_FRAMES = 75  # ~3 s: less than this and the speaker's own regression 
 MAX_LAG_S = 0.12
 
 
+# A track whose 16 kHz samples take more than this (about 4.4 minutes) is decoded into a temporary
+# file and read a block at a time by the feature, speech and energy passes.
+SAMPLES_IN_FILE_ABOVE_BYTES = 16 * 2**20
+
+
 @dataclass
 class AudioTrack:
     """A track's 16 kHz mono samples and where its first sample sits on the video clock."""
 
-    samples: np.ndarray
+    samples: np.ndarray | FileRows  # a long track's in a temporary file (read by slices)
     offset_s: float = 0.0
 
 

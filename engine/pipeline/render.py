@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.errors import BadInputError
 from engine.pipeline.fit import (
+    SAMPLES_IN_FILE_ABOVE_BYTES,
     AudioTrack,
     SpeakerFit,
     TrackSignals,
@@ -136,7 +137,7 @@ def _load_track(a: TrackAssignment, video_start: float) -> AudioTrack:
     from engine.audio.timeline import trimmed_samples
     from engine.media.audio import decode_audio
 
-    d = decode_audio(a.audio_path, sample_rate=16000, channels=1)
+    d = decode_audio(a.audio_path, sample_rate=16000, channels=1, file_above_bytes=SAMPLES_IN_FILE_ABOVE_BYTES)
     samples, offset = trimmed_samples(d.mono(), 16000, a)  # type: ignore[arg-type]
     return AudioTrack(samples, video_start + offset)
 

@@ -32,6 +32,7 @@ class FileRows:
         self._row = int(self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64)))
         self._name = name
         self._lock = threading.Lock()
+        self._owner: FileRows | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -78,6 +79,24 @@ class FileRows:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = self._gather(np.arange(len(self)))
         return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def part(self, start: int, stop: int) -> FileRows:
+        """Rows ``start .. stop`` (clipped) as rows of the same file: nothing is read or copied."""
+        a = min(max(0, int(start)), len(self))
+        b = min(max(a, int(stop)), len(self))
+        return self._view(self._offset + a * self._row, (b - a, *self.shape[1:]))
+
+    def reshaped(self, row_shape: tuple[int, ...]) -> FileRows:
+        """The same bytes as rows of another shape (the same size per row), e.g. (n, 1) as (n,)."""
+        if int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize != self._row:
+            raise ValueError(f"rows of shape {row_shape} are not the size of rows of shape {self.shape[1:]}")
+        return self._view(self._offset, (len(self), *row_shape))
+
+    def _view(self, offset: int, shape: tuple[int, ...]) -> FileRows:
+        view = FileRows(self._file, offset, shape, self.dtype, self._name)
+        view._lock = self._lock  # one file position: readers of both take the same lock
+        view._owner = self  # the file lives while a view of it does
+        return view
 
     def close(self) -> None:
         self._file.close()
@@ -143,6 +162,17 @@ class RowLog(FileRows):
             self._file.write(r.data)
             self.shape = (i + 1, *self.shape[1:])
         return i
+
+    def extend(self, rows: np.ndarray) -> None:
+        """Append several rows at once."""
+        r = np.ascontiguousarray(rows, self.dtype)
+        if r.shape[1:] != self.shape[1:]:
+            raise ValueError(f"rows of shape {r.shape[1:]} do not fit rows of shape {self.shape[1:]}")
+        with self._lock:
+            n = self.shape[0]
+            self._file.seek(self._offset + n * self._row)
+            self._file.write(r.data)
+            self.shape = (n + len(r), *self.shape[1:])
 
 
 def open_npy_rows(path: str | Path) -> FileRows:

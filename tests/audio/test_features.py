@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ from engine.audio import (
 from engine.audio.features import WhisperFeatures
 from engine.audio.mel import log_mel_max, log_mel_raw, mel_filters, power_spectrogram
 from engine.lipsync.model import TrackNorm
-from engine.runtime.rowfile import FileRows, RowFile
+from engine.runtime.rowfile import FileRows, RowFile, RowLog
 from tests.audio.signals import bursts, tone
 
 SR = 16000
@@ -255,3 +257,27 @@ def test_long_track_features_live_in_a_file_with_the_same_values(monkeypatch: py
     a, b = TrackNorm.from_vectors(own.vectors, speech, block=500), TrackNorm.from_vectors(expected, speech, block=500)
     np.testing.assert_array_equal(a.mean, b.mean)
     np.testing.assert_array_equal(a.std, b.std)
+
+
+def test_samples_in_a_file_give_what_the_array_gives(tmp_path: Path) -> None:
+    """A long track's 16 kHz samples are read from a file by slices: the cache key, the Whisper
+    features, the speech probabilities, the band energy and a trimmed part are those of the array."""
+    from types import SimpleNamespace
+
+    from engine.audio import cache, detect_speech
+    from engine.audio.timeline import trimmed_samples
+
+    x = bursts(33.0, SR, [(1.0, 6.0), (29.0, 32.0)], seed=7) * np.float32(0.8)
+    log = RowLog((), np.float32, tmp_path)
+    log.extend(x)
+    assert cache.content_key(log, SR, "v") == cache.content_key(x, SR, "v")
+    a, b = whisper_features(x, use_cache=False), whisper_features(log, use_cache=False)
+    np.testing.assert_array_equal(np.asarray(b.vectors), np.asarray(a.vectors))
+    np.testing.assert_array_equal(detect_speech(log, use_cache=False).probs, detect_speech(x, use_cache=False).probs)
+    times = np.arange(900) * 1001 / 30000
+    np.testing.assert_array_equal(band_energy_db(log, times, 0.2), band_energy_db(x, times, 0.2))
+    place = SimpleNamespace(offset_s=1.5, gain_db=0.0, trim_in_s=2.0, trim_out_s=20.0)
+    part, offset = trimmed_samples(log, SR, place)
+    whole, offset2 = trimmed_samples(x, SR, place)
+    assert isinstance(part, FileRows) and offset == offset2
+    np.testing.assert_array_equal(np.asarray(part), whole)

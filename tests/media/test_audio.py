@@ -146,3 +146,30 @@ def test_a_track_longer_than_its_first_buffer_decodes_whole(tmp_path: Path, monk
     grown = decode_audio(path).samples
     assert len(whole) == len(ref) and grown.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(grown, whole)
+
+
+def test_a_long_track_decodes_into_a_file_with_the_same_samples(tmp_path: Path) -> None:
+    """With ``file_above_bytes`` a track decodes into a temporary file: the same samples as in memory,
+    read by slices; its mono mix is the same too, and a mono track's is the file itself."""
+    from engine.runtime.rowfile import FileRows
+    from tests.audio.make_media import write_audio
+
+    rng = np.random.default_rng(5)
+    stereo = (rng.standard_normal((44100 * 3 + 17, 2)) * 0.1).astype(np.float32)
+    path = write_audio(tmp_path / "s.flac", stereo, 44100, "flac")
+    held = decode_audio(path, sample_rate=16000)
+    filed = decode_audio(path, sample_rate=16000, file_above_bytes=1000)
+    assert isinstance(held.samples, np.ndarray) and isinstance(filed.samples, FileRows)
+    assert filed.samples.shape == held.samples.shape and filed.channels == 2
+    assert filed.start_time == held.start_time and filed.duration == held.duration
+    np.testing.assert_array_equal(np.asarray(filed.samples), held.samples)
+    np.testing.assert_array_equal(filed.samples[1000:1300], held.samples[1000:1300])
+    mono = filed.mono()
+    assert isinstance(mono, FileRows) and mono.shape == (len(held.samples),)
+    np.testing.assert_array_equal(np.asarray(mono), held.mono())
+    # Under the limit: in memory as always.
+    assert isinstance(decode_audio(path, sample_rate=16000, file_above_bytes=10**9).samples, np.ndarray)
+    one = decode_audio(path, sample_rate=16000, channels=1, file_above_bytes=0)
+    m = one.mono()
+    assert isinstance(m, FileRows) and m.shape == (len(held.samples),)
+    np.testing.assert_array_equal(np.asarray(m), np.asarray(decode_audio(path, sample_rate=16000, channels=1).mono()))

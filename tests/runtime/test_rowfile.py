@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.runtime.rowfile import RowFile, open_npy_rows, save_npy_rows
+from engine.runtime.rowfile import RowFile, RowLog, open_npy_rows, save_npy_rows
 
 
 def test_rows_read_back_as_the_array(tmp_path: Path) -> None:
@@ -114,3 +114,41 @@ def test_npy_rows_round_trip_and_bad_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.npy").write_bytes(b"not an array at all")
     with pytest.raises(ValueError):
         open_npy_rows(tmp_path / "junk.npy")
+
+
+def test_a_row_log_reads_its_rows_while_it_grows(tmp_path: Path) -> None:
+    log = RowLog((2, 3), np.float32, tmp_path)
+    assert log.shape == (0, 2, 3) and len(log) == 0
+    rows = np.random.default_rng(3).normal(size=(600, 2, 3)).astype(np.float32)
+    for i, r in enumerate(rows):
+        assert log.append(r) == i
+        if i % 97 == 0:  # reads between appends see every row so far
+            np.testing.assert_array_equal(log[: i + 1], rows[: i + 1])
+    np.testing.assert_array_equal(np.asarray(log), rows)
+    np.testing.assert_array_equal(log[np.array([599, 3, 4])], rows[[599, 3, 4]])
+    with pytest.raises(ValueError, match="does not fit"):
+        log.append(np.zeros((3, 2), np.float32))
+    assert len(log) == 600
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parts_and_reshaped_views_read_the_same_file(tmp_path: Path) -> None:
+    log = RowLog((1,), np.float32, tmp_path)
+    x = np.arange(10_000, dtype=np.float32)
+    log.extend(x[:3000, None])
+    log.extend(x[3000:, None])
+    with pytest.raises(ValueError, match="do not fit"):
+        log.extend(np.zeros((3, 2), np.float32))
+    flat = log.reshaped(())
+    assert flat.shape == (10_000,)
+    np.testing.assert_array_equal(flat[123:456], x[123:456])
+    part = flat.part(2500, 7000)
+    assert part.shape == (4500,)
+    np.testing.assert_array_equal(np.asarray(part), x[2500:7000])
+    np.testing.assert_array_equal(part[-3:], x[6997:7000])
+    np.testing.assert_array_equal(part.part(10, 20)[:], x[2510:2520])
+    assert flat.part(9000, 20_000).shape == (1000,) and flat.part(50, 10).shape == (0,)
+    with pytest.raises(ValueError):
+        log.reshaped((2,))
+    del log  # the views keep the file open
+    np.testing.assert_array_equal(part[:5], x[2500:2505])
