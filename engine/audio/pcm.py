@@ -11,31 +11,26 @@ writing runs of rows (``x[a:b]``, ``x[a:b, c]``, ``x[a:b] = block``) and ``np.as
 from __future__ import annotations
 
 import tempfile
-import threading
 from typing import Any
 
 import numpy as np
 
+from engine.runtime.rowfile import FileRows, RowFile
 
-class PcmFile:
-    """float32 samples (frames, channels) in an unnamed temporary file, zero at first."""
 
-    dtype = np.dtype(np.float32)
-    ndim = 2
+class PcmFile(RowFile):
+    """float32 samples (frames, channels) in an unnamed temporary file, zero at first: a
+    :class:`engine.runtime.rowfile.RowFile` that also reads one channel of a run (``x[a:b, c]``) and
+    writes runs by assignment (``x[a:b] = block``, a scalar fills the run)."""
 
     def __init__(self, frames: int, channels: int, directory: str | None = None) -> None:
         if frames < 0 or channels < 1:
             raise ValueError(f"bad PCM shape ({frames}, {channels})")
-        self.shape = (int(frames), int(channels))
-        self._row = int(channels) * 4
-        self._file = tempfile.TemporaryFile(dir=directory)  # closed by close()
-        self._file.truncate(self.shape[0] * self._row)
-        self._lock = threading.Lock()
+        file: Any = tempfile.TemporaryFile(dir=directory)  # closed by close()
+        FileRows.__init__(self, file, 0, (int(frames), int(channels)), np.float32, "the temporary audio file")
+        file.truncate(self.shape[0] * self._row)
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def _rows(self, index: Any) -> tuple[int, int, Any]:
+    def _run(self, index: Any) -> tuple[int, int, Any]:
         rows, rest = (index[0], index[1:]) if isinstance(index, tuple) else (index, ())
         if isinstance(rows, (int, np.integer)):
             i = int(rows) + (len(self) if int(rows) < 0 else 0)
@@ -48,28 +43,13 @@ class PcmFile:
         return start, max(start, stop), (slice(None), *rest)
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        start, stop, rest = self._rows(index)
+        start, stop, rest = self._run(index)
         out = np.empty((stop - start, self.shape[1]), np.float32)
-        if stop > start:
-            with self._lock:
-                self._file.seek(start * self._row)
-                got = self._file.readinto(out.reshape(-1).data)
-            if got != out.nbytes:
-                raise OSError("the temporary audio file is shorter than written")
+        self._read_rows(start, out)
         return out[rest]
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        start, stop, rest = self._rows(index)
+        start, stop, rest = self._run(index)
         if rest[1:]:
             raise TypeError("a PcmFile writes whole rows")
-        block = np.ascontiguousarray(np.broadcast_to(np.asarray(value, np.float32), (stop - start, self.shape[1])))
-        with self._lock:
-            self._file.seek(start * self._row)
-            self._file.write(block.data)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype, copy=False)
-
-    def close(self) -> None:
-        self._file.close()
+        self.write(start, np.broadcast_to(np.asarray(value, np.float32), (stop - start, self.shape[1])))
