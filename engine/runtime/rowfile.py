@@ -48,14 +48,13 @@ class FileRows:
 
     def _gather(self, positions: np.ndarray) -> np.ndarray:
         """The rows at ``positions`` (in range, non-negative), runs of consecutive rows read at once."""
-        out = np.empty((len(positions), *self.shape[1:]), self.dtype)
-        k = 0
-        while k < len(positions):
-            j = k + 1
-            while j < len(positions) and positions[j] == positions[j - 1] + 1:
-                j += 1
-            self._read_rows(int(positions[k]), out[k:j])
-            k = j
+        pos = np.asarray(positions, np.int64)
+        out = np.empty((len(pos), *self.shape[1:]), self.dtype)
+        if len(pos) == 0:
+            return out
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(pos) != 1) + 1, [len(pos)]])
+        for k, j in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+            self._read_rows(int(pos[k]), out[k:j])
         return out
 
     def _row_at(self, key: Any) -> np.ndarray:
@@ -70,14 +69,27 @@ class FileRows:
         if isinstance(key, (int, np.integer)):
             return self._row_at(key)
         if isinstance(key, slice):
-            return self._gather(np.arange(len(self))[key])
+            start, stop, step = key.indices(len(self))
+            if step == 1:  # one run: read at once, no index array
+                out = np.empty((max(0, stop - start), *self.shape[1:]), self.dtype)
+                if len(out):
+                    self._read_rows(start, out)
+                return out
+            return self._gather(np.arange(start, stop, step))
         a = np.asarray(key)
         if a.ndim != 1 or not (a.dtype == bool or a.dtype.kind in "iu" or a.size == 0):
             raise TypeError(f"a row file is read by a row, a slice or a 1-D list or mask of rows, not {key!r}")
-        return self._gather(np.arange(len(self))[a.astype(np.int64) if a.size == 0 else a])
+        if a.dtype == bool:
+            if a.shape != (len(self),):
+                raise IndexError(f"a boolean index over {len(self)} rows has shape {a.shape}")
+            return self._gather(np.flatnonzero(a))
+        pos = a.astype(np.int64)
+        if pos.size and (pos.min() < -len(self) or pos.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        return self._gather(np.where(pos < 0, pos + len(self), pos))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self._gather(np.arange(len(self)))
+        whole = self[:]
         return whole if dtype is None else whole.astype(dtype, copy=False)
 
     def part(self, start: int, stop: int) -> FileRows:
