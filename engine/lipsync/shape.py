@@ -80,9 +80,12 @@ class ShapeModel:
 
     def code_opening(self, codes: np.ndarray) -> np.ndarray:
         """Inner-lip gap of decoded codes, in the canonical frame (eyes 1 apart): the opening measure."""
-        shapes = self.decode(np.asarray(codes, np.float64).reshape(-1, self.n_components)).reshape(len(codes), -1, 2)
         up, low = SHAPE_POINTS.index(UPPER_INNER_LIP), SHAPE_POINTS.index(LOWER_INNER_LIP)
-        return np.linalg.norm(shapes[:, low] - shapes[:, up], axis=-1)
+        # Only the two lip points are decoded (the shapes are linear in the codes): a long track's
+        # codes are not widened into whole shapes.
+        cols = [2 * low, 2 * low + 1, 2 * up, 2 * up + 1]
+        pts = np.asarray(codes, np.float64).reshape(-1, self.n_components) @ self.components[:, cols] + self.mean[cols]
+        return np.hypot(pts[:, 0] - pts[:, 2], pts[:, 1] - pts[:, 3])
 
     def encode_landmarks(self, landmarks: np.ndarray) -> np.ndarray:
         lm = np.asarray(landmarks, np.float64).reshape(-1, 468, 2)

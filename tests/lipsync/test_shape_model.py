@@ -51,6 +51,12 @@ def test_shape_codes_round_trip_and_first_code_is_opening() -> None:
     assert np.corrcoef(codes[:, 0], opening)[0, 1] > 0.9
     # The resting mouth is a closed one.
     assert model.rest_opening < np.quantile(mouth_opening(lms), 0.25)
+    # The opening of codes is the inner-lip gap of their decoded shapes (computed from two points).
+    from engine.lipsync.shape import LOWER_INNER_LIP, SHAPE_POINTS, UPPER_INNER_LIP
+
+    decoded = model.decode(codes).reshape(len(codes), -1, 2)
+    gap = decoded[:, SHAPE_POINTS.index(LOWER_INNER_LIP)] - decoded[:, SHAPE_POINTS.index(UPPER_INNER_LIP)]
+    np.testing.assert_allclose(model.code_opening(codes), np.linalg.norm(gap, axis=-1), rtol=0, atol=1e-12)
 
 
 def test_apply_to_frame_moves_only_the_mouth_and_is_a_no_op_for_its_own_code() -> None:

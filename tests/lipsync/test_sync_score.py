@@ -131,3 +131,19 @@ def test_render_cli_prints_each_assignments_sync(tmp_path: Path, monkeypatch: py
         {"language": None, "face": "0", "audio": str(dub), "z": 3.14, "r": 0.5, "own_z": 2.8, "frames": 120},
         {"language": None, "face": "1", "audio": str(dub), "z": None, "r": 0.0, "own_z": None, "frames": 3},
     ]
+
+
+def test_effective_sample_size_uses_every_lag_up_to_a_quarter() -> None:
+    from engine.lipsync.metrics import _autocorr, bartlett_n_eff
+
+    rng = np.random.default_rng(4)
+    a, b = np.cumsum(rng.standard_normal(3001)), np.cumsum(rng.standard_normal(3001))
+    ca = a - a.mean()
+    direct = np.array([np.dot(ca[: len(ca) - k], ca[k:]) for k in range(751)]) / np.dot(ca, ca)
+    np.testing.assert_allclose(_autocorr(a, 750), direct, rtol=0, atol=1e-12)
+    cb = b - b.mean()
+    rb = np.array([np.dot(cb[: len(cb) - k], cb[k:]) for k in range(751)]) / np.dot(cb, cb)
+    expected = 3001 / (1 + 2 * np.sum(direct[1:] * rb[1:]))
+    assert bartlett_n_eff(a, b) == pytest.approx(np.clip(expected, 4, 3001), rel=1e-10)
+    # White noise: about every sample counts.
+    assert bartlett_n_eff(rng.standard_normal(4000), rng.standard_normal(4000)) > 3000
