@@ -28,6 +28,7 @@ from engine.audio.vad import detect_speech
 from engine.errors import BadInputError, MediaError
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows
 
 OUTPUT_RATE = 48000
 OUTPUT_CHANNELS = 2
@@ -158,7 +159,7 @@ def _fade_gain(t0: int, t1: int, start: int, end: int, fade: int) -> np.ndarray 
     return g
 
 
-def _place(x: np.ndarray, n: int, placement: TrackPlacement | None, video_duration_s: float, name: str,
+def _place(x: np.ndarray | FileRows, n: int, placement: TrackPlacement | None, video_duration_s: float, name: str,
            fade: tuple[int, int, int] | None = None, offset_s: float = 0.0) -> tuple[Buffer, list[str]]:
     """``x`` (48 kHz stereo) placed on a new timeline buffer of ``n`` samples, a block at a time.
 
@@ -241,6 +242,7 @@ def duck_gain(segments: list[tuple[float, float]], n: int, settings: MixSettings
 
 def _load_original(original: LoadedTrack | str | os.PathLike[str] | np.ndarray, n: int,
                    offset_s: float, warnings: list[str]) -> Buffer | None:
+    x: np.ndarray | FileRows
     if isinstance(original, np.ndarray):
         x = np.asarray(original, dtype=np.float32)
         if x.ndim == 1:
@@ -250,9 +252,9 @@ def _load_original(original: LoadedTrack | str | os.PathLike[str] | np.ndarray, 
     else:
         try:
             if isinstance(original, LoadedTrack):
-                x = original.at(OUTPUT_RATE, OUTPUT_CHANNELS)
+                x = original.at(OUTPUT_RATE, OUTPUT_CHANNELS, FILE_ABOVE_BYTES)
             else:
-                x = decode_for_output(Path(original), OUTPUT_RATE, OUTPUT_CHANNELS)
+                x = decode_for_output(Path(original), OUTPUT_RATE, OUTPUT_CHANNELS, file_above_bytes=FILE_ABOVE_BYTES)
         except MediaError as exc:
             warnings.append(f"the original audio cannot be used: {exc.user_text()}")
             return None
@@ -293,7 +295,8 @@ def mix_output(
         start = max(0, to_samples(p.offset_s, OUTPUT_RATE))
         trim_out = min(dub.track.duration_s, p.trim_out_s if p.trim_out_s is not None else np.inf)
         end = min(n, to_samples(p.offset_s + (trim_out - p.trim_in_s), OUTPUT_RATE))
-        placed, w = _place(dub.track.at(OUTPUT_RATE, OUTPUT_CHANNELS), n, p, video_duration_s, name,
+        # A long dub is decoded into a file (FILE_ABOVE_BYTES), never held whole at 48 kHz stereo.
+        placed, w = _place(dub.track.at(OUTPUT_RATE, OUTPUT_CHANNELS, FILE_ABOVE_BYTES), n, p, video_duration_s, name,
                            fade=(start, end, to_samples(s.edge_fade_s, OUTPUT_RATE)))
         warnings.extend(w)
         sources.append(placed)

@@ -7,6 +7,7 @@ the original again at 48 kHz stereo from the file, so the full-rate original is 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from engine.audio.cache import content_key
 from engine.errors import MediaError
 from engine.media.audio import AudioData, decode_audio, layout_for
 from engine.runtime.jobs import CancelToken, check_cancel
+from engine.runtime.paths import cache_dir
+from engine.runtime.rowfile import FileRows, RowFile
 
 ENGINE_RATE = 16000
 
@@ -48,11 +51,13 @@ class LoadedTrack:
         """The stream decoded again at its own rate and channel layout (for export / playback)."""
         return decode_audio(self.path, stream_index=self.stream_index)
 
-    def at(self, sample_rate: int, channels: int) -> np.ndarray:
-        """The stream decoded at ``sample_rate`` with ``channels`` channels: float32 (n, channels)."""
+    def at(self, sample_rate: int, channels: int, file_above_bytes: int | None = None) -> np.ndarray | FileRows:
+        """The stream decoded at ``sample_rate`` with ``channels`` channels: float32 (n, channels)
+        (in a temporary file when larger than ``file_above_bytes``: see :func:`decode_for_output`)."""
         if sample_rate == ENGINE_RATE and channels == 1:
             return self.audio16k[:, None]
-        return decode_for_output(self.path, sample_rate, channels, self.stream_index, self.source_channels)
+        return decode_for_output(self.path, sample_rate, channels, self.stream_index, self.source_channels,
+                                 file_above_bytes)
 
 
 def decode_for_output(
@@ -61,12 +66,15 @@ def decode_for_output(
     channels: int,
     stream_index: int | None = None,
     source_channels: int | None = None,
-) -> np.ndarray:
+    file_above_bytes: int | None = None,
+) -> np.ndarray | FileRows:
     """Decode an audio stream at ``sample_rate`` with ``channels`` channels: float32 (n, channels).
 
     Mono sources play at full level on both sides of stereo (FFmpeg's own up-mix lowers them by
     3 dB); sources with more channels than asked for use FFmpeg's down-mix matrix, so all source
-    channels are never held at the output rate.
+    channels are never held at the output rate. ``file_above_bytes``: a track larger than this is
+    decoded into a temporary file and converted a block at a time into another (a 10-minute track
+    is 230 MB at 48 kHz stereo); the result is then rows in a file, read by slices.
     """
     if source_channels is None:
         import av
@@ -80,13 +88,30 @@ def decode_for_output(
                     source_channels = int(ctx.channels)
         except (av.FFmpegError, OSError):
             pass  # decode_audio below raises the clear error for an unreadable file
+    def mono(x: np.ndarray) -> np.ndarray:
+        return downmix_to_mono(x)[:, None]
+
     if source_channels <= channels and channels in (1, 2):
-        src = np.asarray(decode_audio(path, sample_rate=sample_rate, stream_index=stream_index).samples)
-        return to_stereo(src) if channels == 2 else downmix_to_mono(src)[:, None]
+        src = decode_audio(path, sample_rate=sample_rate, stream_index=stream_index, file_above_bytes=file_above_bytes)
+        return _converted(src.samples, to_stereo if channels == 2 else mono, channels)
     if channels == 1:
-        return downmix_to_mono(np.asarray(decode_audio(path, sample_rate=sample_rate,
-                                                       stream_index=stream_index).samples))[:, None]
-    return np.asarray(decode_audio(path, sample_rate=sample_rate, channels=channels, stream_index=stream_index).samples)
+        src = decode_audio(path, sample_rate=sample_rate, stream_index=stream_index, file_above_bytes=file_above_bytes)
+        return _converted(src.samples, mono, 1)
+    out = decode_audio(path, sample_rate=sample_rate, channels=channels, stream_index=stream_index,
+                       file_above_bytes=file_above_bytes).samples
+    return out if isinstance(out, FileRows) else np.asarray(out)
+
+
+def _converted(samples: np.ndarray | FileRows, convert: Callable[[np.ndarray], np.ndarray],
+               channels: int) -> np.ndarray | FileRows:
+    """``convert`` (a per-sample channel mix) applied to ``samples``; to rows in a file a block at a
+    time when they are in one."""
+    if not isinstance(samples, FileRows):
+        return convert(np.asarray(samples))
+    out = RowFile.blank((len(samples), channels), np.float32, cache_dir("tmp"))
+    for i in range(0, len(samples), 1 << 18):
+        out.write(i, convert(samples[i : i + (1 << 18)]))
+    return out
 
 
 # Down-mix weights by channel name: dialogue lives in the front (centre above all); LFE carries none.

@@ -249,3 +249,21 @@ def test_a_long_mix_is_kept_in_the_cache_folder_not_the_system_temp(tmp_path: Pa
     samples = mix_output([d], 1.0).tracks[0].samples
     where = os.readlink(f"/proc/self/fd/{samples._file.fileno()}")
     assert where.startswith(str(cache_dir("tmp"))), where
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_a_long_track_is_decoded_for_output_into_a_file(tmp_path: Path, channels: int) -> None:
+    """Above the size limit a track decoded for the mix is rows in a file, converted a block at a
+    time: the same samples as the array (mono at full level on both sides, 5.1 down-mixed)."""
+    from engine.audio.tracks import decode_for_output
+    from engine.runtime.rowfile import FileRows
+
+    rng = np.random.default_rng(channels)
+    x = (rng.standard_normal((44100 * 2, channels)) * 0.1).astype(np.float32)
+    path = write_audio(tmp_path / f"c{channels}.flac", x, 44100, "flac")
+    for out_channels in (1, 2):
+        held = decode_for_output(path, OUTPUT_RATE, out_channels)
+        filed = decode_for_output(path, OUTPUT_RATE, out_channels, file_above_bytes=1000)
+        assert isinstance(held, np.ndarray) and isinstance(filed, FileRows)
+        assert filed.shape == held.shape == (2 * OUTPUT_RATE, out_channels)
+        np.testing.assert_array_equal(np.asarray(filed), held)
