@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,27 +50,13 @@ def load(kind: str, key: str) -> dict[str, np.ndarray] | None:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        log.warning("dropping unreadable cache entry %s: %s", p, exc)
-        try:
-            p.unlink()
-        except OSError:
-            pass
+        _drop(p, exc)
         return None
 
 
 def store(kind: str, key: str, **arrays: np.ndarray) -> None:
     """Store arrays for ``key``; a failure to write only logs (the cache is an optimisation)."""
-    p = _path(kind, key)
-    tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, p)
-    except OSError as exc:
-        log.warning("cannot write cache entry %s: %s", p, exc)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+    _write(_path(kind, key), lambda tmp: np.savez(tmp, **arrays))  # type: ignore[arg-type]
 
 
 def _rows_path(kind: str, key: str, name: str) -> Path:
@@ -85,11 +72,7 @@ def load_rows(kind: str, key: str, name: str) -> FileRows | None:
     try:
         return open_npy_rows(p)
     except (OSError, ValueError) as exc:
-        log.warning("dropping unreadable cache entry %s: %s", p, exc)
-        try:
-            p.unlink()
-        except OSError:
-            pass
+        _drop(p, exc)
         return None
 
 
@@ -97,10 +80,15 @@ def store_rows(kind: str, key: str, name: str, rows: np.ndarray | FileRows) -> N
     """Store ``rows`` as their own file for ``key``, written a block at a time; a failure to write
     only logs. Store them before the entry's other arrays (:func:`store`), whose presence says the
     entry is complete."""
-    p = _rows_path(kind, key, name)
-    tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
+    _write(_rows_path(kind, key, name), lambda tmp: save_npy_rows(tmp, rows))
+
+
+def _write(p: Path, write: Callable[[Path], None]) -> None:
+    """``write`` to a temporary name beside ``p`` (same suffix), renamed to ``p`` when complete; a
+    failure only logs."""
+    tmp = p.with_name(f"{p.stem}.{os.getpid()}.{threading.get_ident()}.tmp{p.suffix}")
     try:
-        save_npy_rows(tmp, rows)
+        write(tmp)
         os.replace(tmp, p)
     except OSError as exc:
         log.warning("cannot write cache entry %s: %s", p, exc)
@@ -108,3 +96,11 @@ def store_rows(kind: str, key: str, name: str, rows: np.ndarray | FileRows) -> N
             tmp.unlink()
         except OSError:
             pass
+
+
+def _drop(p: Path, exc: Exception) -> None:
+    log.warning("dropping unreadable cache entry %s: %s", p, exc)
+    try:
+        p.unlink()
+    except OSError:
+        pass

@@ -18,7 +18,7 @@ from engine.errors import MediaError
 from engine.media.audio import AudioData, decode_audio, layout_for
 from engine.runtime.jobs import CancelToken, check_cancel
 from engine.runtime.paths import cache_dir
-from engine.runtime.rowfile import FileRows, RowFile
+from engine.runtime.rowfile import FileRows, map_rows
 
 ENGINE_RATE = 16000
 
@@ -108,10 +108,7 @@ def _converted(samples: np.ndarray | FileRows, convert: Callable[[np.ndarray], n
     time when they are in one."""
     if not isinstance(samples, FileRows):
         return convert(np.asarray(samples))
-    out = RowFile.blank((len(samples), channels), np.float32, cache_dir("tmp"))
-    for i in range(0, len(samples), 1 << 18):
-        out.write(i, convert(samples[i : i + (1 << 18)]))
-    return out
+    return map_rows(samples, convert, (channels,), cache_dir("tmp"))
 
 
 # Down-mix weights by channel name: dialogue lives in the front (centre above all); LFE carries none.

@@ -560,8 +560,12 @@ class FaceTrackingSession:
             rows = np.asarray(r.rows, np.int64)
             for j in range(0, len(rows), 2048):
                 block = r.log[rows[j : j + 2048]]
-                _put(smooth, dest[s0 + j : s0 + j + len(block)], block[:, 0])
-                _put(raw, dest[s0 + j : s0 + j + len(block)], block[:, 1])
+                where = dest[s0 + j : s0 + j + len(block)]
+                for out, part in ((smooth, block[:, 0]), (raw, block[:, 1])):
+                    if isinstance(out, RowFile):
+                        out.write_at(where, part)
+                    else:
+                        out[where] = part
             r.rows = []
 
         best = max(recs, key=lambda r: r.thumb_score)
@@ -577,20 +581,6 @@ class FaceTrackingSession:
         for i in range(0, len(order), 2048):  # widened to float64 a block at a time
             ident.mouth_opening[i : i + 2048] = mouth_opening(ident.landmarks[i : i + 2048])
         return ident
-
-
-def _put(out: np.ndarray | RowFile, positions: np.ndarray, rows: np.ndarray) -> None:
-    """``out[positions] = rows``; into a row file a run of consecutive positions at a time."""
-    if isinstance(out, np.ndarray):
-        out[positions] = rows
-        return
-    k = 0
-    while k < len(positions):
-        j = k + 1
-        while j < len(positions) and positions[j] == positions[j - 1] + 1:
-            j += 1
-        out.write(int(positions[k]), rows[k:j])
-        k = j
 
 
 # -- the job ------------------------------------------------------------------------------------------

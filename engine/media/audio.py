@@ -20,7 +20,7 @@ import numpy as np
 from engine.errors import MediaError
 from engine.media._open import media_error, open_input
 from engine.runtime.paths import cache_dir
-from engine.runtime.rowfile import FileRows, RowFile, RowLog
+from engine.runtime.rowfile import FileRows, RowLog, map_rows
 
 log = logging.getLogger("lipdub.media.audio")
 
@@ -75,10 +75,7 @@ class AudioData:
             return x.mean(axis=1, dtype=np.float32) if self.channels > 1 else x[:, 0]
         if self.channels == 1:
             return x.reshaped(())
-        out = RowFile.blank((len(x),), np.float32, cache_dir("tmp"))
-        for i in range(0, len(x), 1 << 18):
-            out.write(i, x[i : i + (1 << 18)].mean(axis=1, dtype=np.float32))
-        return out
+        return map_rows(x, lambda b: b.mean(axis=1, dtype=np.float32), (), cache_dir("tmp"))
 
 
 def _pick_audio_stream(path: Path, container: av.container.InputContainer, stream_index: int | None):

@@ -8,12 +8,22 @@ them back. Nothing is mapped into the process.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+
+
+def _runs(positions: np.ndarray) -> list[tuple[int, int]]:
+    """``(k, j)`` spans of ``positions`` whose values go up by one from ``positions[k]``."""
+    if len(positions) == 0:
+        return []
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(positions) != 1) + 1, [len(positions)]]).tolist()
+    return list(itertools.pairwise(starts))
 
 
 class FileRows:
@@ -50,10 +60,7 @@ class FileRows:
         """The rows at ``positions`` (in range, non-negative), runs of consecutive rows read at once."""
         pos = np.asarray(positions, np.int64)
         out = np.empty((len(pos), *self.shape[1:]), self.dtype)
-        if len(pos) == 0:
-            return out
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(pos) != 1) + 1, [len(pos)]])
-        for k, j in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+        for k, j in _runs(pos):
             self._read_rows(int(pos[k]), out[k:j])
         return out
 
@@ -153,6 +160,22 @@ class RowFile(FileRows):
         with self._lock:
             self._file.seek(self._offset + start * self._row)
             self._file.write(block.data)
+
+    def write_at(self, positions: np.ndarray, rows: np.ndarray) -> None:
+        """``self[positions] = rows`` (positions in range), a run of consecutive positions at a time."""
+        pos = np.asarray(positions, np.int64)
+        for k, j in _runs(pos):
+            self.write(int(pos[k]), rows[k:j])
+
+
+def map_rows(rows: FileRows, convert: Callable[[np.ndarray], np.ndarray], row_shape: tuple[int, ...],
+             directory: str | Path | None = None, block: int = 1 << 18) -> RowFile:
+    """``convert`` (row by row: a block in, the same number of rows out, of ``row_shape``) applied to
+    rows in a file, into a new float32 row file a block at a time."""
+    out = RowFile.blank((len(rows), *row_shape), np.float32, directory)
+    for i in range(0, len(rows), block):
+        out.write(i, convert(rows[i : i + block]))
+    return out
 
 
 class RowLog(FileRows):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.runtime.rowfile import RowFile, RowLog, open_npy_rows, save_npy_rows
+from engine.runtime.rowfile import RowFile, RowLog, map_rows, open_npy_rows, save_npy_rows
 
 
 def test_rows_read_back_as_the_array(tmp_path: Path) -> None:
@@ -152,3 +152,15 @@ def test_parts_and_reshaped_views_read_the_same_file(tmp_path: Path) -> None:
         log.reshaped((2,))
     del log  # the views keep the file open
     np.testing.assert_array_equal(part[:5], x[2500:2505])
+
+
+def test_rows_written_at_scattered_positions_and_mapped_a_block_at_a_time(tmp_path: Path) -> None:
+    a = np.random.default_rng(6).normal(size=(1000, 2)).astype(np.float32)
+    rows = RowFile.blank(a.shape, np.float32, tmp_path)
+    rest = np.random.default_rng(7).permutation(np.r_[0:100, 400:1000])
+    order = np.concatenate([rest[:50], np.arange(100, 400), rest[50:]])  # one long run among single rows
+    rows.write_at(order, a[order])
+    np.testing.assert_array_equal(np.asarray(rows), a)
+    mapped = map_rows(rows, lambda b: b.sum(axis=1), (), tmp_path, block=128)
+    assert mapped.shape == (1000,)
+    np.testing.assert_array_equal(np.asarray(mapped), a.sum(axis=1))
