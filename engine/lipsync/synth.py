@@ -284,9 +284,6 @@ class BankWriter:
         self._pos = {int(f): i for i, f in enumerate(self.frames)}
         self.triangles = fixed_triangulation(lm) if len(lm) else np.zeros((0, 3), np.int32)
 
-    def wants(self, frame_index: int) -> bool:
-        return frame_index in self._pos
-
     def add(self, frame_index: int, image: np.ndarray) -> None:
         i = self._pos[frame_index]
         centre, _ = crop_box(self.landmarks[i])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import av
@@ -328,6 +328,55 @@ class VideoReader:
                 self._note_missing(expected, stop)
         finally:
             dec.close()
+
+    def iter_frames_at(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame)`` for the given frame indices (in increasing order, each once).
+
+        Decodes forward like :meth:`iter_frames`, but turns only the wanted frames into arrays and
+        seeks ahead over a gap that holds a keyframe, so a sparse selection of a long video costs
+        about the frames it asks for (and their keyframe lead-in), not the whole span. Frames that
+        cannot be decoded are skipped with a warning."""
+        n = len(self)
+        want = np.unique(np.fromiter(indices, np.int64))
+        want = want[(want >= 0) & (want < n)]
+        if not len(want):
+            return
+        kf = np.asarray(self.info.keyframes, np.int64)
+        dec = _Decoder(self.path, self.info, self._threads)
+        missing: list[int] = []
+        k = 0
+        try:
+            frames = dec.frames_from(int(want[0]))
+            while k < len(want):
+                reseek = False
+                for j, frame in frames:
+                    while k < len(want) and want[k] < j:
+                        missing.append(int(want[k]))
+                        k += 1
+                    if k == len(want):
+                        break
+                    if want[k] != j:
+                        continue
+                    yield j, self._to_array(frame)
+                    k += 1
+                    if k == len(want):
+                        break
+                    # A keyframe between here and the next wanted frame: seeking to it skips decoding the gap.
+                    nxt, here = int(want[k]), dec.next_index
+                    if nxt - here > _FORWARD_WINDOW and bool(np.any((kf > here) & (kf <= nxt))):
+                        reseek = True
+                        break
+                else:
+                    missing.extend(int(i) for i in want[k:])  # the decoder ran out
+                    k = len(want)
+                if reseek:
+                    frames = dec.frames_from(int(want[k]))
+        finally:
+            dec.close()
+        if missing:
+            runs = np.split(np.asarray(missing), np.flatnonzero(np.diff(missing) != 1) + 1)
+            for r in runs:
+                self._note_missing(int(r[0]), int(r[-1]) + 1)
 
     def _note_missing(self, first: int, end: int) -> None:
         msg = f"frames {first}..{end - 1} could not be decoded and were skipped"

@@ -470,20 +470,19 @@ def fit_speaker(
         log.info("speaker %s: texture bank keeps %d of %d frames", track.identity, len(keep), len(frames))
     frames, pose, codes = frames[keep], pose[keep], codes[keep]
     raw = track.raw_at(frames)
-    # Texture bank: one sequential decode of the training frames.
+    # Texture bank: one forward decode of the bank's frames (a long video's bank is a few thousand frames
+    # in runs: the decoder seeks over the gaps between them and converts only the frames kept).
     reporter = ProgressReporter(progress, "texture", len(frames))
     with VideoReader(video_path, pixel_format="bgr24") as reader:
         h, w = reader.shape[:2]
         writer = BankWriter(frames, codes, pose, raw, (h, w), bank_path)
         done = 0
-        first, last = int(frames[0]), int(frames[-1]) + 1
         try:
-            for i, img in reader.iter_frames(first, last):
+            for i, img in reader.iter_frames_at(frames):
                 check_cancel(cancel)
-                if writer.wants(i):
-                    writer.add(i, img)
-                    done += 1
-                    reporter.update(done)
+                writer.add(i, img)
+                done += 1
+                reporter.update(done)
         except BaseException:
             writer.discard()
             raise

@@ -105,12 +105,10 @@ def extract_crops(
     reporter = ProgressReporter(progress, "regen: reading frames", len(pos))
     done = 0
     with VideoReader(video_path, pixel_format="bgr24", cache_frames=0) as reader:
-        start, stop = int(frames.min()), int(frames.max()) + 1
-        for index, image in reader.iter_frames(start, stop):
+        # Only the selected frames are turned into images; gaps with a keyframe are skipped by seeking.
+        for index, image in reader.iter_frames_at(frames):
             check_cancel(cancel)
-            k = where.get(int(index))
-            if k is None:
-                continue
+            k = where[int(index)]
             m = crop_transform(all_lm[k], geometry, size, pad)
             crops[k] = warp_crop(image, m, sp)
             lms[k] = apply_affine(m, all_lm[k])

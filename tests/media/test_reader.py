@@ -57,6 +57,64 @@ def test_sequential_reads_do_not_seek(video_25fps: Path, monkeypatch: pytest.Mon
     assert seeks == [0]  # the initial positioning only
 
 
+@pytest.mark.parametrize("name", ["video_25fps", "video_vfr", "video_rotated"])
+def test_iter_frames_at_gives_exactly_the_frames_asked_for(name: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(name)
+    with VideoReader(path) as r:
+        n = len(r)
+        want = [n - 1, 0, 1, 2, 5, 40, 41, 3, 40, 17, n + 5, -1]  # any order, repeats, out of range
+        got = [(i, read_index(f)) for i, f in r.iter_frames_at(want)]
+        expect = sorted({i for i in want if 0 <= i < n})
+        assert got == [(i, i) for i in expect]
+        assert list(r.iter_frames_at([])) == []
+        assert not r.warnings
+
+
+def test_iter_frames_at_seeks_over_gaps_and_converts_only_wanted_frames(
+        video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.media import reader as reader_mod
+
+    seeks: list[int] = []
+    original_seek = reader_mod._Decoder._seek_keyframe
+
+    def counting(self, k: int) -> None:  # type: ignore[no-untyped-def]
+        seeks.append(k)
+        original_seek(self, k)
+
+    converted: list[int] = []
+    original_convert = VideoReader._to_array
+
+    def converting(self, frame):  # type: ignore[no-untyped-def]
+        arr = original_convert(self, frame)
+        converted.append(read_index(arr))
+        return arr
+
+    monkeypatch.setattr(reader_mod._Decoder, "_seek_keyframe", counting)
+    monkeypatch.setattr(VideoReader, "_to_array", converting)
+    with VideoReader(video_25fps) as r:
+        # Keyframes every 12 frames: from frame 3 to 40 there are two, so the reader seeks to 36.
+        got = [i for i, _ in r.iter_frames_at([1, 2, 10, 40, 41])]
+    assert got == [1, 2, 10, 40, 41]
+    assert converted == got  # the frames in between were decoded, not converted
+    assert seeks == [0, 36]  # the start, then over the gap; 2 -> 10 is read forward
+
+
+def test_iter_frames_at_names_frames_the_decoder_did_not_deliver(
+        video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.media import reader as reader_mod
+
+    original = reader_mod._Decoder.frames
+
+    def dropping(self):  # type: ignore[no-untyped-def]
+        return ((j, f) for j, f in original(self) if j not in (20, 21))  # a damaged stretch
+
+    monkeypatch.setattr(reader_mod._Decoder, "frames", dropping)
+    with VideoReader(video_25fps) as r:
+        got = [i for i, _ in r.iter_frames_at([19, 20, 21, 22, 49])]
+        assert got == [19, 22, 49]
+        assert any("frames 20..21" in w for w in r.warnings)
+
+
 def test_frame_cache_returns_copies(video_25fps: Path) -> None:
     with VideoReader(video_25fps, cache_frames=8) as r:
         a = r.frame(10)
