@@ -156,6 +156,41 @@ def test_ridge_primal_and_dual_forms_agree() -> None:
         assert np.allclose(primal.weights, closed, atol=1e-8)
 
 
+def test_symmetric_updates_work_in_place_on_the_lower_triangle() -> None:
+    from engine.lipsync.model import _sym_update
+
+    rng = np.random.default_rng(3)
+    rows, vec = rng.standard_normal((50, 7)), rng.standard_normal(7)
+    g = np.zeros((7, 7))
+    before = g.__array_interface__["data"][0]
+    _sym_update(g, 1.0, rows)
+    _sym_update(g, -0.5, vec=vec)
+    assert g.__array_interface__["data"][0] == before
+    want = rows.T @ rows - 0.5 * np.outer(vec, vec)
+    low = np.tril_indices(7)
+    assert np.allclose(g[low], want[low], atol=1e-12)
+
+
+def test_primal_ridge_holds_no_extra_feature_by_feature_matrices() -> None:
+    """At D features the primal fit holds the Gram totals, one fold's Gram matrix (which becomes its
+    eigenvectors) and the eigen-solver's workspace (about two more): under 5.5 D x D matrices at its
+    peak with one block of rows, where a copy for the solver and the temporaries of every update
+    made it 6 (at 2560 features each is 52 MB)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(2)
+    n, d = 2500, 1000
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = x[:, :2].astype(np.float64) + rng.standard_normal((n, 2))
+    tracemalloc.start()
+    try:
+        fit_ridge(x, y, form="primal")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5.5 * d * d * 8, f"peak {peak / (d * d * 8):.2f} D x D matrices"
+
+
 def test_ridge_on_long_footage_reads_its_rows_a_block_at_a_time() -> None:
     """The primal form never holds a float64 copy of all the rows (an hour of speech at 30 fps is
     108000 rows of 2560 features): its peak allocation stays near one cross-validation block."""
