@@ -48,6 +48,7 @@ class _Decoder:
         self._frames: Iterator[av.video.frame.VideoFrame] | None = None
         self.next_index = 0  # index the next decoded frame is expected to have (at least)
         self.errors = 0
+        self.seek_fell_back = False  # a seek had to read from the start instead (unseekable, or landing late)
 
     def _open_stream(self) -> None:
         self.stream = self.container.streams.video[0]
@@ -99,6 +100,8 @@ class _Decoder:
             if first is None:
                 continue
             if first[0] <= index or k == 0:
+                if k == 0 and before and before[0] > 0:
+                    self.seek_fell_back = True
                 yield first
                 yield from it
                 return
@@ -115,6 +118,7 @@ class _Decoder:
                 log.info("%s: seeking to frame %d failed (%s); reading from the start", self.path, k, exc)
                 self._reopen()
                 k = 0
+                self.seek_fell_back = True
         self._frames = self._generate()
         self.next_index = k
 
@@ -361,9 +365,11 @@ class VideoReader:
                     k += 1
                     if k == len(want):
                         break
-                    # A keyframe between here and the next wanted frame: seeking to it skips decoding the gap.
+                    # A keyframe between here and the next wanted frame: seeking to it skips decoding the gap
+                    # (not where a seek had to read from the start: each seek would begin again there).
                     nxt, here = int(want[k]), dec.next_index
-                    if nxt - here > _FORWARD_WINDOW and bool(np.any((kf > here) & (kf <= nxt))):
+                    if (not dec.seek_fell_back and nxt - here > _FORWARD_WINDOW
+                            and bool(np.any((kf > here) & (kf <= nxt)))):
                         reseek = True
                         break
                 else:

@@ -99,6 +99,37 @@ def test_iter_frames_at_seeks_over_gaps_and_converts_only_wanted_frames(
     assert seeks == [0, 36]  # the start, then over the gap; 2 -> 10 is read forward
 
 
+def test_iter_frames_at_stops_seeking_where_seeks_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that cannot seek restarts from its first frame on every seek: the sparse read then goes
+    on forward instead of seeking (and restarting) at each gap."""
+    import av
+
+    from engine.media import reader as reader_mod
+
+    reopened: list[int] = []
+    original = reader_mod._Decoder._reopen
+
+    def counting(self):  # type: ignore[no-untyped-def]
+        reopened.append(1)
+        original(self)
+
+    def failing_seek(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise av.FFmpegError(0, "seek not supported")
+
+    from tests.synth import make_video
+
+    path = make_video(tmp_path / "long_gop12.mp4", n_frames=100, gop=12)
+    monkeypatch.setattr(reader_mod._Decoder, "_reopen", counting)
+    monkeypatch.setattr(av.container.InputContainer, "seek", failing_seek)
+    want = [2, 3, 40, 41, 80, 81]
+    with VideoReader(path) as r:
+        got = [(i, read_index(f)) for i, f in r.iter_frames_at(want)]
+    assert got == [(i, i) for i in want]
+    # The start, then the failed seek for frame 40 (read from the start again); 41 -> 80 is read
+    # forward, though a keyframe lies between.
+    assert len(reopened) == 2
+
+
 def test_iter_frames_at_names_frames_the_decoder_did_not_deliver(
         video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.media import reader as reader_mod
