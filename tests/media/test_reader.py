@@ -203,7 +203,8 @@ def test_index_errors_and_close(video_25fps: Path) -> None:
 @pytest.mark.media
 @pytest.mark.parametrize("clip", ["latentsync_demo1_portrait.mp4", "hdtf_katiehill.mp4", "retalking_face_1.mp4"])
 def test_real_clips_random_access_matches_sequential(shared_media: Path, clip: str) -> None:
-    """HEVC portrait, mpeg4, and a real VFR h264 clip: random access equals the sequential decode."""
+    """HEVC portrait, mpeg4, and a real VFR h264 clip: random access and sparse reads equal the
+    sequential decode."""
     path = shared_media / "video" / clip
     with VideoReader(path) as r:
         n = len(r)
@@ -212,6 +213,10 @@ def test_real_clips_random_access_matches_sequential(shared_media: Path, clip: s
         assert sorted(want) == picks
         for i in reversed(picks):
             np.testing.assert_array_equal(r.frame(i), want[i], err_msg=f"{clip} frame {i}")
+        sparse = dict(r.iter_frames_at(picks))  # seeks over the gaps
+        assert sorted(sparse) == picks
+        for i in picks:
+            np.testing.assert_array_equal(sparse[i], want[i], err_msg=f"{clip} frame {i}, sparse read")
 
 
 @pytest.mark.media
