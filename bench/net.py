@@ -135,9 +135,8 @@ def evaluate(video: Path, analysis: object, ckpt: Path, out_dir: Path, device: s
     writer = BankWriter(frames[train], codes[train], ident.pose[train], lm[train], hw)
     test_frames = frames[test]
     with VideoReader(video, pixel_format="bgr24", cache_frames=0) as reader:
-        for i, img in reader.iter_frames(0, split):
-            if writer.wants(i):
-                writer.add(i, img)
+        for i, img in reader.iter_frames_at(frames[train]):
+            writer.add(i, img)
     bank = writer.finish()
     valid = np.ones(len(test_frames), bool)
     path = plan_path(codes[test], ident.pose[test], valid, bank, shape.scale)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import av
@@ -333,13 +333,15 @@ class VideoReader:
         finally:
             dec.close()
 
-    def iter_frames_at(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames_at(self, indices: Iterable[int],
+                       each_decoded: Callable[[], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, frame)`` for the given frame indices (in increasing order, each once).
 
         Decodes forward like :meth:`iter_frames`, but turns only the wanted frames into arrays and
         seeks ahead over a gap that holds a keyframe, so a sparse selection of a long video costs
         about the frames it asks for (and their keyframe lead-in), not the whole span. Frames that
-        cannot be decoded are skipped with a warning."""
+        cannot be decoded are skipped with a warning. ``each_decoded`` is called for every frame
+        decoded, wanted or not (a cancel check stays responsive across long gaps)."""
         n = len(self)
         want = np.unique(np.fromiter(indices, np.int64))
         want = want[(want >= 0) & (want < n)]
@@ -354,8 +356,10 @@ class VideoReader:
             while k < len(want):
                 reseek = False
                 for j, frame in frames:
+                    if each_decoded is not None:
+                        each_decoded()
                     while k < len(want) and want[k] < j:
-                        missing.append(int(want[k]))
+                        missing.append(k)
                         k += 1
                     if k == len(want):
                         break
@@ -373,19 +377,24 @@ class VideoReader:
                         reseek = True
                         break
                 else:
-                    missing.extend(int(i) for i in want[k:])  # the decoder ran out
+                    missing.extend(range(k, len(want)))  # the decoder ran out
                     k = len(want)
                 if reseek:
                     frames = dec.frames_from(int(want[k]))
         finally:
             dec.close()
         if missing:
-            runs = np.split(np.asarray(missing), np.flatnonzero(np.diff(missing) != 1) + 1)
-            for r in runs:
-                self._note_missing(int(r[0]), int(r[-1]) + 1)
+            # One warning per stretch of consecutive asked-for frames that did not come (a damaged
+            # stretch of the file spans the runs of a sparse selection).
+            for run in np.split(np.asarray(missing), np.flatnonzero(np.diff(missing) != 1) + 1):
+                lost = len(run)
+                self._note_missing(int(want[run[0]]), int(want[run[-1]]) + 1,
+                                   None if lost == int(want[run[-1]]) - int(want[run[0]]) + 1 else lost)
 
-    def _note_missing(self, first: int, end: int) -> None:
+    def _note_missing(self, first: int, end: int, asked: int | None = None) -> None:
         msg = f"frames {first}..{end - 1} could not be decoded and were skipped"
+        if asked is not None:
+            msg = f"frames {first}..{end - 1} could not be decoded: {asked} frames asked for there were skipped"
         if msg not in self.warnings:
             self.warnings.append(msg)
             log.warning("%s: %s", self.path, msg)

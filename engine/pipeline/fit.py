@@ -478,8 +478,7 @@ def fit_speaker(
         writer = BankWriter(frames, codes, pose, raw, (h, w), bank_path)
         done = 0
         try:
-            for i, img in reader.iter_frames_at(frames):
-                check_cancel(cancel)
+            for i, img in reader.iter_frames_at(frames, lambda: check_cancel(cancel)):
                 writer.add(i, img)
                 done += 1
                 reporter.update(done)

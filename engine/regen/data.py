@@ -106,8 +106,7 @@ def extract_crops(
     done = 0
     with VideoReader(video_path, pixel_format="bgr24", cache_frames=0) as reader:
         # Only the selected frames are turned into images; gaps with a keyframe are skipped by seeking.
-        for index, image in reader.iter_frames_at(frames):
-            check_cancel(cancel)
+        for index, image in reader.iter_frames_at(frames, lambda: check_cancel(cancel)):
             k = where[int(index)]
             m = crop_transform(all_lm[k], geometry, size, pad)
             crops[k] = warp_crop(image, m, sp)

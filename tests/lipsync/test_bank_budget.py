@@ -89,6 +89,16 @@ def test_fit_speaker_writes_no_more_than_the_budget(tmp_path: Path) -> None:
     # Each kept frame's texture is its own frame's: the bank's landmarks are those frames' landmarks.
     assert np.allclose(fit.bank.landmarks, lms[fit.bank.frames])
     assert len(fit.train_frames) == n  # the motion model still learns from every frame
+    # ... and its pixels: each crop is cut from its own frame of a plain sequential decode (the bank
+    # is filled by a sparse read that may seek).
+    from engine.media import VideoReader
+
+    h, w = fit.bank.crops.shape[1:3]
+    with VideoReader(video, pixel_format="bgr24") as reader:
+        decoded = {i: img for i, img in reader.iter_frames() if i in set(fit.bank.frames.tolist())}
+    for k, f in enumerate(fit.bank.frames.tolist()):
+        x0, y0 = fit.bank.origins[k]
+        np.testing.assert_array_equal(fit.bank.crops[k], decoded[f][y0 : y0 + h, x0 : x0 + w], err_msg=f"frame {f}")
 
 
 def test_a_capped_bank_keeps_the_resting_mouth_every_silence_asks_for() -> None:

@@ -130,6 +130,58 @@ def test_iter_frames_at_stops_seeking_where_seeks_fail(tmp_path: Path, monkeypat
     assert len(reopened) == 2
 
 
+def test_iter_frames_at_stops_seeking_where_seeks_land_late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeks that land past the frame asked for (byte-position seeking, open GOPs) fall back to earlier
+    keyframes and finally to the start; after that the sparse read goes forward only."""
+    import av
+
+    from engine.media import reader as reader_mod
+    from tests.synth import make_video
+
+    path = make_video(tmp_path / "late.mp4", n_frames=100, gop=12)
+    seeks: list[int] = []
+    original_seek = reader_mod._Decoder._seek_keyframe
+
+    def counting(self, k: int) -> None:  # type: ignore[no-untyped-def]
+        seeks.append(k)
+        original_seek(self, k)
+
+    step = int(probe(path).require_video().pts[1] - probe(path).require_video().pts[0])
+    container_seek = av.container.InputContainer.seek
+
+    def late(self, offset, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return container_seek(self, offset + 24 * step, *args, **kwargs)  # two GOPs late
+
+    monkeypatch.setattr(reader_mod._Decoder, "_seek_keyframe", counting)
+    monkeypatch.setattr(av.container.InputContainer, "seek", late)
+    want = [2, 3, 40, 41, 80, 81]
+    with VideoReader(path) as r:
+        got = [(i, read_index(f)) for i, f in r.iter_frames_at(want)]
+    assert got == [(i, i) for i in want]
+    assert seeks == [0, 36, 24, 0]  # for 40: its keyframe, the one before, the start; then forward
+
+
+def test_iter_frames_at_calls_back_for_every_decoded_frame(video_25fps: Path) -> None:
+    """The callback sees the frames decoded in the gaps too, and can stop the read (a cancel)."""
+    class Stop(Exception):
+        pass
+
+    calls: list[int] = []
+    with VideoReader(video_25fps) as r:
+        got = [i for i, _ in r.iter_frames_at([0, 20], lambda: calls.append(1))]
+        assert got == [0, 20] and len(calls) >= 21  # 0..20 decoded forward (gap under the window)
+
+        def stop_after_five() -> None:
+            calls.append(1)
+            if len(calls) > 5:
+                raise Stop
+
+        calls.clear()
+        with pytest.raises(Stop):
+            list(r.iter_frames_at([0, 30], stop_after_five))
+        assert read_index(r.frame(30)) == 30  # the reader is still usable
+
+
 def test_iter_frames_at_names_frames_the_decoder_did_not_deliver(
         video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.media import reader as reader_mod
@@ -201,14 +253,17 @@ def test_index_errors_and_close(video_25fps: Path) -> None:
 
 
 @pytest.mark.media
-@pytest.mark.parametrize("clip", ["latentsync_demo1_portrait.mp4", "hdtf_katiehill.mp4", "retalking_face_1.mp4"])
+@pytest.mark.parametrize("clip", ["latentsync_demo1_portrait.mp4", "latentsync_demo3_portrait.mp4",
+                                  "hdtf_katiehill.mp4", "retalking_face_1.mp4"])
 def test_real_clips_random_access_matches_sequential(shared_media: Path, clip: str) -> None:
     """HEVC portrait, mpeg4, and a real VFR h264 clip: random access and sparse reads equal the
     sequential decode."""
     path = shared_media / "video" / clip
     with VideoReader(path) as r:
         n = len(r)
-        picks = sorted([*random.Random(1).sample(range(n), 6), 0, n - 1])
+        # Random frames, and the frames around each keyframe (where a seek lands).
+        around = [int(k) + d for k in r.info.keyframes[1:] for d in (-2, -1, 0, 1)]
+        picks = sorted({*random.Random(1).sample(range(n), 6), 0, n - 1, *[i for i in around if 0 <= i < n]})
         want = {i: f for i, f in r.iter_frames() if i in picks}
         assert sorted(want) == picks
         for i in reversed(picks):
