@@ -306,7 +306,8 @@ class VideoReader:
     # -- streaming -----------------------------------------------------------------------------------
 
     def iter_frames(self, start: int = 0, stop: int | None = None, step: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(index, frame)`` for frames ``start <= index < stop`` in order, decoding sequentially.
+        """Yield ``(index, frame)`` for frames ``start <= index < stop`` in order, decoding sequentially
+        (every ``step``-th frame: :meth:`iter_frames_at` of that range).
 
         Uses its own decoder, so random access through :meth:`frame` meanwhile does not disturb it.
         Frames that cannot be decoded (damaged files) are skipped with a warning.
@@ -314,24 +315,7 @@ class VideoReader:
         n = len(self)
         start = max(0, min(int(start), n))
         stop = n if stop is None else max(start, min(int(stop), n))
-        if start >= stop:
-            return
-        dec = _Decoder(self.path, self.info, self._threads)
-        try:
-            expected = start
-            for j, frame in dec.frames_from(start):
-                if j < start or (j - start) % step:
-                    continue
-                if j >= stop:
-                    break
-                if j > expected and step == 1:
-                    self._note_missing(expected, j)
-                expected = j + 1
-                yield j, self._to_array(frame)
-            if expected < stop and step == 1:
-                self._note_missing(expected, stop)
-        finally:
-            dec.close()
+        return self.iter_frames_at(range(start, stop, max(1, int(step))))
 
     def iter_frames_at(self, indices: Iterable[int],
                        each_decoded: Callable[[], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:

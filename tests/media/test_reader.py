@@ -40,7 +40,9 @@ def test_iter_frames_is_sequential_and_complete(name: str, request: pytest.Fixtu
         assert [i for i, _ in r.iter_frames(3, 20, step=5)] == [3, 8, 13, 18]
 
 
-def test_sequential_reads_do_not_seek(video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def seek_log(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The keyframes the decoders position themselves at, in order (0: read from the start)."""
     from engine.media import reader as reader_mod
 
     seeks: list[int] = []
@@ -51,10 +53,14 @@ def test_sequential_reads_do_not_seek(video_25fps: Path, monkeypatch: pytest.Mon
         original(self, k)
 
     monkeypatch.setattr(reader_mod._Decoder, "_seek_keyframe", counting)
+    return seeks
+
+
+def test_sequential_reads_do_not_seek(video_25fps: Path, seek_log: list[int]) -> None:
     with VideoReader(video_25fps, cache_frames=0) as r:
         for i in range(len(r)):
             assert read_index(r.frame(i)) == i
-    assert seeks == [0]  # the initial positioning only
+    assert seek_log == [0]  # the initial positioning only
 
 
 @pytest.mark.parametrize("name", ["video_25fps", "video_vfr", "video_rotated"])
@@ -71,16 +77,7 @@ def test_iter_frames_at_gives_exactly_the_frames_asked_for(name: str, request: p
 
 
 def test_iter_frames_at_seeks_over_gaps_and_converts_only_wanted_frames(
-        video_25fps: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.media import reader as reader_mod
-
-    seeks: list[int] = []
-    original_seek = reader_mod._Decoder._seek_keyframe
-
-    def counting(self, k: int) -> None:  # type: ignore[no-untyped-def]
-        seeks.append(k)
-        original_seek(self, k)
-
+        video_25fps: Path, seek_log: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     converted: list[int] = []
     original_convert = VideoReader._to_array
 
@@ -89,76 +86,42 @@ def test_iter_frames_at_seeks_over_gaps_and_converts_only_wanted_frames(
         converted.append(read_index(arr))
         return arr
 
-    monkeypatch.setattr(reader_mod._Decoder, "_seek_keyframe", counting)
     monkeypatch.setattr(VideoReader, "_to_array", converting)
     with VideoReader(video_25fps) as r:
         # Keyframes every 12 frames: from frame 3 to 40 there are two, so the reader seeks to 36.
         got = [i for i, _ in r.iter_frames_at([1, 2, 10, 40, 41])]
     assert got == [1, 2, 10, 40, 41]
     assert converted == got  # the frames in between were decoded, not converted
-    assert seeks == [0, 36]  # the start, then over the gap; 2 -> 10 is read forward
+    assert seek_log == [0, 36]  # the start, then over the gap; 2 -> 10 is read forward
 
 
-def test_iter_frames_at_stops_seeking_where_seeks_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file that cannot seek restarts from its first frame on every seek: the sparse read then goes
-    on forward instead of seeking (and restarting) at each gap."""
+@pytest.mark.parametrize("how", ["fails", "lands late"])
+def test_iter_frames_at_reads_forward_once_a_seek_fell_back_to_the_start(
+        tmp_path: Path, seek_log: list[int], monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A file that cannot seek, or whose seeks land past the frame asked for (byte-position seeking,
+    open GOPs), is read from the start again; from then on the sparse read goes forward instead of
+    seeking (and restarting) at each gap."""
     import av
-
-    from engine.media import reader as reader_mod
-
-    reopened: list[int] = []
-    original = reader_mod._Decoder._reopen
-
-    def counting(self):  # type: ignore[no-untyped-def]
-        reopened.append(1)
-        original(self)
-
-    def failing_seek(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        raise av.FFmpegError(0, "seek not supported")
 
     from tests.synth import make_video
 
-    path = make_video(tmp_path / "long_gop12.mp4", n_frames=100, gop=12)
-    monkeypatch.setattr(reader_mod._Decoder, "_reopen", counting)
-    monkeypatch.setattr(av.container.InputContainer, "seek", failing_seek)
-    want = [2, 3, 40, 41, 80, 81]
-    with VideoReader(path) as r:
-        got = [(i, read_index(f)) for i, f in r.iter_frames_at(want)]
-    assert got == [(i, i) for i in want]
-    # The start, then the failed seek for frame 40 (read from the start again); 41 -> 80 is read
-    # forward, though a keyframe lies between.
-    assert len(reopened) == 2
-
-
-def test_iter_frames_at_stops_seeking_where_seeks_land_late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Seeks that land past the frame asked for (byte-position seeking, open GOPs) fall back to earlier
-    keyframes and finally to the start; after that the sparse read goes forward only."""
-    import av
-
-    from engine.media import reader as reader_mod
-    from tests.synth import make_video
-
-    path = make_video(tmp_path / "late.mp4", n_frames=100, gop=12)
-    seeks: list[int] = []
-    original_seek = reader_mod._Decoder._seek_keyframe
-
-    def counting(self, k: int) -> None:  # type: ignore[no-untyped-def]
-        seeks.append(k)
-        original_seek(self, k)
-
-    step = int(probe(path).require_video().pts[1] - probe(path).require_video().pts[0])
+    path = make_video(tmp_path / "gop12.mp4", n_frames=100, gop=12)
+    step = int(np.diff(probe(path).require_video().pts[:2])[0])
     container_seek = av.container.InputContainer.seek
 
-    def late(self, offset, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def broken(self, offset, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if how == "fails":
+            raise av.FFmpegError(0, "seek not supported")
         return container_seek(self, offset + 24 * step, *args, **kwargs)  # two GOPs late
 
-    monkeypatch.setattr(reader_mod._Decoder, "_seek_keyframe", counting)
-    monkeypatch.setattr(av.container.InputContainer, "seek", late)
+    monkeypatch.setattr(av.container.InputContainer, "seek", broken)
     want = [2, 3, 40, 41, 80, 81]
     with VideoReader(path) as r:
         got = [(i, read_index(f)) for i, f in r.iter_frames_at(want)]
     assert got == [(i, i) for i in want]
-    assert seeks == [0, 36, 24, 0]  # for 40: its keyframe, the one before, the start; then forward
+    # For frame 40: its keyframe (36), then (landing late) the one before and the start; 41 -> 80 is
+    # then read forward, though keyframes lie between.
+    assert seek_log == ([0, 36] if how == "fails" else [0, 36, 24, 0])
 
 
 def test_iter_frames_at_calls_back_for_every_decoded_frame(video_25fps: Path) -> None:
