@@ -4,7 +4,9 @@ identity + smoothing), single face, at 224x224, 720p, 1080p and 1080x1920 portra
 Uses the real clips in ../shared/media/video (720p is the 1080p presenter clip scaled down and encoded
 once to a temporary file). Each row is the median of ``--runs`` runs, with a decode-only pass of the same
 file in the same run for the ratio. ``--memory`` adds peak memory for the 720p clip and for 8 times its
-length (it must not grow). Run: ``.venv/bin/python bench/faces.py [--runs 3] [--memory]``.
+length (it must not grow). ``--single-reading`` runs the tracker with one mesh reading per face and frame
+instead of the mean of four (engine.faces.builtin.MESH_SHIFT), for comparison.
+Run: ``.venv/bin/python bench/faces.py [--runs 3] [--memory] [--single-reading]``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def memory_table(tmp: str) -> None:
 
 def stage_table(backend: object) -> None:
     """Median milliseconds of each model step on one 720p frame with one face."""
+    from engine.faces.builtin import roi_from_landmarks
     from engine.media import read_frame
 
     be: Any = backend
@@ -94,6 +97,7 @@ def stage_table(backend: object) -> None:
         "detect (whole frame)": lambda: be.detect(rgb),
         "detect_small (tiles)": lambda: be.detect_small(rgb),
         "mesh, following a face": lambda: be.follow(rgb, mesh.points),
+        "  of which one mesh reading": lambda: be.mesh.run(rgb, roi_from_landmarks(mesh.points)),
         "mesh from a detection (2 passes)": lambda: be.landmarks_from_detection(rgb, det),
         "identity embedding (dlib)": lambda: be.embed(rgb, mesh.points),
     }
@@ -111,11 +115,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--memory", action="store_true", help="also peak memory for a clip and 8x its length")
+    ap.add_argument("--single-reading", action="store_true",
+                    help="one mesh reading per face and frame instead of the mean of four shifted ones")
     args = ap.parse_args()
     if not MEDIA.is_dir():
         print(f"real clips not found at {MEDIA}")
         return 1
     backend = get_backend()  # loaded once: model loading is not part of the per-video rate
+    if args.single_reading:
+        backend.averaged = False  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         cases = [
             ("224x224", MEDIA / "vox_goatee.mp4"),
@@ -124,7 +132,8 @@ def main() -> int:
             ("1080x1920 portrait", MEDIA / "latentsync_demo1_portrait.mp4"),
         ]
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-        print(f"machine: {os.cpu_count()} CPU cores, no GPU; load before: {load}")
+        print(f"machine: {os.cpu_count()} CPU cores, no GPU; load before: {load}; mesh readings per face and "
+              f"frame: {1 if args.single_reading else 4}")
         print(f"{'resolution':<20} {'clip':<32} {'frames':>6} {'analysis fps':>13} {'decode-only fps':>16} "
               f"{'ratio':>6} {'ms/frame':>9}")
         for label, path in cases:
