@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.faces import analyse, get_backend  # noqa: E402
+from engine.faces.builtin import BuiltinBackend  # noqa: E402
 from engine.media import VideoReader, VideoWriter  # noqa: E402
 
 MEDIA = Path(os.environ.get("LIPDUB_SHARED_MEDIA", ROOT.parent / "shared" / "media")) / "video"
@@ -121,9 +122,8 @@ def main() -> int:
     if not MEDIA.is_dir():
         print(f"real clips not found at {MEDIA}")
         return 1
-    backend = get_backend()  # loaded once: model loading is not part of the per-video rate
-    if args.single_reading:
-        backend.averaged = False  # type: ignore[attr-defined]
+    # loaded once: model loading is not part of the per-video rate
+    backend = BuiltinBackend(averaged=False) if args.single_reading else get_backend()
     with tempfile.TemporaryDirectory() as tmp:
         cases = [
             ("224x224", MEDIA / "vox_goatee.mp4"),
