@@ -97,8 +97,10 @@ class AnalysisSettings:
     smooth_min_cutoff: float = 1.0  #: one-euro cutoff at rest (Hz)
     smooth_beta: float = 5.0  #: one-euro speed coefficient (per inter-ocular distance per second)
     #: mean landmark jump (eye distances) from one frame to the next that triggers an identity check. With
-    #: the mesh's averaged readings a face's own motion stays under 0.015 on 99.3% of the frames of the 14
-    #: real clips, and a face swapped for another at the same spot jumps by 0.020 (0.023 read once).
+    #: the built-in mesh's averaged readings a face's own motion stays under 0.015 on 99.3% of the frames
+    #: of the 14 real clips, and a face swapped for another at the same spot jumps by 0.020 (0.023 with a
+    #: single reading). Every backend uses it; a trigger costs one embedding (limited to
+    #: one per half second), and only a far embedding splits the track.
     shape_jump: float = 0.015
     split_factor: float = 1.15  #: a track splits when an embedding is this far beyond the merge distance
 

