@@ -113,7 +113,7 @@ def train_clip(video: Path, analysis: object, size: int, steps: int, device: str
 
 def evaluate(video: Path, analysis: object, ckpt: Path, out_dir: Path, device: str) -> list[list[object]]:
     """Held-out quality rows: retrieval, net (retrieval reference), net (own reference)."""
-    from engine.compose import ColourMatcher, blend_into, build_mask, lower_face_polygon, mask_ring
+    from engine.compose import ColourMatcher, blend_into, build_mask, compose_polygons, mask_ring
     from engine.faces import FaceTrackingSession, get_backend
     from engine.lipsync.metrics import gradient_ring, jitter, motion_lmd, mouth_box, psnr_ssim
     from engine.lipsync.shape import fit_shape_model
@@ -158,7 +158,7 @@ def evaluate(video: Path, analysis: object, ckpt: Path, out_dir: Path, device: s
                 continue
             own = lm[test][j]
             target = own  # the real shape: the renderer's part of self-reconstruction
-            mask = build_mask([lower_face_polygon(own), lower_face_polygon(target)], hw, feather_px(own))
+            mask = build_mask(compose_polygons(own, target, feather_px(own)), hw, feather_px(own))
             x0, y0, x1, y1 = mask.box
             warp = warp_to_box(bank, int(path[j]), control_points(target, own), mask.box)
             t = time.perf_counter()

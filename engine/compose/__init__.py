@@ -5,7 +5,14 @@ the decoded source frame.
 """
 
 from engine.compose.blend import ColourMatcher, blend_into, colour_match
-from engine.compose.mask import MaskROI, build_mask, lower_face_polygon, mask_ring
+from engine.compose.mask import (
+    MaskROI,
+    build_mask,
+    compose_polygons,
+    lips_polygon,
+    lower_face_polygon,
+    mask_ring,
+)
 
 __all__ = [
     "ColourMatcher",
@@ -13,6 +20,8 @@ __all__ = [
     "blend_into",
     "build_mask",
     "colour_match",
+    "compose_polygons",
+    "lips_polygon",
     "lower_face_polygon",
     "mask_ring",
 ]

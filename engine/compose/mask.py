@@ -12,7 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.lipsync.geometry import JAW, LEFT_EYE, LIPS_OUTER, RIGHT_EYE, UNDER_NOSE
+from engine.lipsync.geometry import JAW, LEFT_EYE, LIPS_OUTER, RIGHT_EYE, UNDER_NOSE, interocular
+
+# Margin around the lips (times the inter-ocular distance) that the mask always covers at full
+# strength: the mesh's lip contour can lie a little inside the visible lip edge.
+LIPS_MARGIN = 0.05
 
 
 @dataclass
@@ -57,6 +61,28 @@ def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2, chin_mar
     is_jaw = np.arange(len(poly)) >= len(top)
     push = np.where(is_jaw & (below > 0), chin_margin * below, 0.0)
     return poly + push[:, None] * down[None, :]
+
+
+def lips_polygon(landmarks: np.ndarray, pad: float) -> np.ndarray:
+    """The outer lips' convex hull grown by ``pad`` px on every side (K, 2): the hull's corners each
+    widened into a circle of that radius, and the hull of all of them."""
+    lips = np.asarray(landmarks, dtype=np.float64)[list(LIPS_OUTER)]
+    angles = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
+    disc = max(float(pad), 0.0) * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    grown = (lips[:, None, :] + disc[None]).reshape(-1, 2)
+    return cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+
+
+def compose_polygons(own: np.ndarray, target: np.ndarray, feather_px: float) -> list[np.ndarray]:
+    """The region one face's mouth replacement may change: the lower face of the frame's own and of
+    the target landmarks, and both mouths with a margin, so that with a ``feather_px`` feather every
+    pixel of either mouth is replaced at full strength.
+
+    The lower-face polygon alone is not enough on a turned head: its sides are pulled in towards the
+    mouth, and on the far side that edge can pass through the lip corner; the original's lips then
+    showed through the feather beside the new ones (a doubled, dark mouth corner)."""
+    pad = float(feather_px) + LIPS_MARGIN * float(interocular(own))
+    return [lower_face_polygon(own), lower_face_polygon(target), lips_polygon(own, pad), lips_polygon(target, pad)]
 
 
 def build_mask(

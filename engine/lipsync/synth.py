@@ -432,10 +432,11 @@ def warp_with_validity(
     """``warp_to_box`` and, per output pixel, whether its texture came from the source's own face.
 
     Valid (1) where the pixel reads inside the source crop and inside the source frame's face below
-    the nose (the jaw and cheek outline, its sides pulled in by a tenth towards the mouth). A source taken at another head turn can
-    otherwise lend a cheek pixel from the background beyond its silhouette, or from outside its crop
-    (seen as bluish stripes on a cheek); the compositor keeps the original pixel there instead."""
-    from engine.compose.mask import lower_face_polygon
+    the nose (the jaw and cheek outline, its sides pulled in by a tenth towards the mouth) or on its
+    lips. A source taken at another head turn can otherwise lend a cheek pixel from the background
+    beyond its silhouette, or from outside its crop (seen as bluish stripes on a cheek); the
+    compositor keeps the original pixel there instead."""
+    from engine.compose.mask import LIPS_MARGIN, lips_polygon, lower_face_polygon
 
     x0, y0, x1, y1 = box
     src_pts = control_points(bank.landmarks[j], bank.landmarks[j]) - bank.origins[j]
@@ -445,10 +446,19 @@ def warp_with_validity(
     fallback, _ = cv2.estimateAffinePartial2D(dst.astype(np.float32), src_pts.astype(np.float32))
     crop = np.asarray(bank.crops[j])
     ch, cw = crop.shape[:2]
-    face = np.zeros((ch, cw), np.uint8)
-    poly = lower_face_polygon(np.asarray(bank.landmarks[j], np.float64), side_margin=0.1, chin_margin=0.35)
-    poly = np.round((poly - bank.origins[j]) * 4).astype(np.int32)
-    cv2.fillPoly(face, [poly], 255, lineType=cv2.LINE_8, shift=2)
+    src_lm = np.asarray(bank.landmarks[j], np.float64)
+
+    def fill(polygon: np.ndarray) -> np.ndarray:
+        out = np.zeros((ch, cw), np.uint8)
+        cv2.fillPoly(out, [np.round((polygon - bank.origins[j]) * 4).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=2)
+        return out
+
+    face = fill(lower_face_polygon(src_lm, side_margin=0.1, chin_margin=0.35))
+    # The source's own lips are its face however far its head is turned (the pulled-in sides can cut
+    # through the far lip corner), with the margin the compose mask gives a mouth. Not cut at the
+    # mesh's cheek outline either: on a three-quarter view that outline runs through the far lip
+    # corner, well inside the real silhouette.
+    face |= fill(lips_polygon(src_lm, feather_px(src_lm) + LIPS_MARGIN * float(interocular(src_lm))))
     map_x, map_y = piecewise_affine_maps(src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback)
     warped = cv2.remap(crop, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # The face map read with a zero border: outside the crop is invalid as well.

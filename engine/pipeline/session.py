@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine.compose import ColourMatcher, MaskROI, blend_into, build_mask, lower_face_polygon
+from engine.compose import ColourMatcher, MaskROI, blend_into, build_mask, compose_polygons
 from engine.compose.shading import match_shading
 from engine.lipsync.geometry import interocular
 from engine.lipsync.synth import control_points, feather_px, plan_path, warp_with_validity
@@ -134,7 +134,7 @@ class FrameComposer:
             raise ValueError("the face has no landmarks on this frame")
         target = plan.fit.shape.apply_to_frame(own, plan.codes[index])
         h, w = frame.shape[:2]
-        mask = build_mask([lower_face_polygon(own), lower_face_polygon(target)], (h, w), feather_px(own))
+        mask = build_mask(compose_polygons(own, target, feather_px(own)), (h, w), feather_px(own))
         if mask.empty:
             return frame
         synth, valid = warp_with_validity(plan.fit.bank, int(plan.path[index]), control_points(target, own), mask.box)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
-from engine.compose import ColourMatcher, blend_into, build_mask, lower_face_polygon
+from engine.compose import ColourMatcher, blend_into, build_mask, compose_polygons, lower_face_polygon
 from engine.lipsync import synth
-from engine.lipsync.geometry import mouth_opening
+from engine.lipsync.geometry import JAW, LIPS_OUTER, UNDER_NOSE, mouth_opening
 from engine.lipsync.model import SpeakerModel
 from engine.lipsync.shape import fit_shape_model
 from engine.lipsync.synth import BankWriter, control_points, feather_px, plan_path, warp_to_box
@@ -68,6 +69,72 @@ def test_mask_near_the_frame_edge_stays_inside_the_frame() -> None:
     x0, y0, x1, y1 = mask.box
     assert 0 <= x0 < x1 <= 300 and 0 <= y0 < y1 <= 300
     assert mask.alpha.shape == (y1 - y0, x1 - x0)
+
+
+def _turned_face(opening: float = 0.1) -> np.ndarray:
+    """A face turned so its far cheek outline runs just beside the far lip corner (as on a head turned
+    about 40 degrees): the jaw and under-nose points left of the mouth pulled in towards it."""
+    lm = face_landmarks(opening)
+    corner = lm[list(LIPS_OUTER), 0].min()
+    for idx in (JAW, UNDER_NOSE):
+        pts = lm[list(idx)]
+        far = pts[:, 0] < corner
+        pts[far, 0] = corner - 0.1 * (corner - pts[far, 0])  # the outline 0-10 px past the corner
+        lm[list(idx)] = pts
+    return lm
+
+
+def _lip_contour(lm: np.ndarray) -> np.ndarray:
+    pts = lm[list(LIPS_OUTER)]
+    t = np.linspace(0, 1, 4, endpoint=False)[:, None]
+    return np.concatenate([a + t * (b - a) for a, b in zip(pts, np.roll(pts, -1, 0), strict=True)])
+
+
+def _alpha_at(full: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    p = np.round(pts).astype(int)
+    return full[p[:, 1], p[:, 0]]
+
+
+def test_mask_replaces_both_mouths_fully_on_a_turned_head() -> None:
+    own = _turned_face(0.05)
+    target = _turned_face(0.2)
+    target[:, 0] -= 3.0  # the new mouth reaches a little further out
+    feather = feather_px(own)
+    # The lower-face polygons alone, their sides pulled in towards the mouth, leave the far lip
+    # corners in the feather or outside: the original lips would show through beside the new ones.
+    lower = build_mask([lower_face_polygon(own), lower_face_polygon(target)], (320, 320), feather).full(320, 320)
+    assert _alpha_at(lower, _lip_contour(own)).min() < 0.5
+    full = build_mask(compose_polygons(own, target, feather), (320, 320), feather).full(320, 320)
+    assert _alpha_at(full, _lip_contour(own)).min() == 1.0
+    assert _alpha_at(full, _lip_contour(target)).min() == 1.0
+    # Still the lower face only: nothing above the nose line or far from the mouth changes.
+    assert full[: int(own[list(UNDER_NOSE), 1].min()) - 1].max() == 0.0
+    assert full[:, 300:].max() == 0.0
+
+
+def test_a_turned_source_lends_its_whole_mouth() -> None:
+    from engine.lipsync.synth import warp_with_validity
+
+    lms = np.stack([_turned_face(o) for o in (0.05, 0.1, 0.15)])
+    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
+    shape = fit_shape_model(lms, 2)
+    writer = BankWriter(np.arange(3), shape.encode_landmarks(lms), np.zeros((3, 3)), lms, frames[0].shape[:2])
+    for i in range(3):
+        writer.add(i, frames[i])
+    bank = writer.finish()
+    own = lms[1]
+    # The source's face polygon (its sides pulled in) cuts through its own far lip corner ...
+    poly = lower_face_polygon(own, side_margin=0.1, chin_margin=0.35)
+    inside = np.zeros((320, 320), np.uint8)
+    cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
+    assert _alpha_at(inside.astype(np.float32), _lip_contour(own)).min() == 0
+    # ... but every pixel of its lips is its own face, so the warp marks them valid.
+    mask = build_mask(compose_polygons(own, own, feather_px(own)), (320, 320), feather_px(own))
+    _, valid = warp_with_validity(bank, 1, control_points(own, own), mask.box)
+    full = np.zeros((320, 320), np.float32)
+    x0, y0, x1, y1 = mask.box
+    full[y0:y1, x0:x1] = valid
+    assert _alpha_at(full, _lip_contour(own)).min() == 1.0
 
 
 def test_path_prefers_consecutive_source_frames() -> None:
