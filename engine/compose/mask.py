@@ -1,4 +1,5 @@
-"""The compose mask: the lower face under the nose inside the jaw line, feathered inwards.
+"""The compose mask: the lower face under the nose inside the jaw line, and the mouths themselves with
+a margin, feathered inwards.
 
 The alpha is computed inside a tight region of interest (the polygons' bounding box plus a margin),
 so its cost follows the face size, not the frame size. Feathering goes inwards from the polygon
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.lipsync.geometry import JAW, LEFT_EYE, LIPS_OUTER, RIGHT_EYE, UNDER_NOSE, interocular
+from engine.lipsync.geometry import JAW, LEFT_EYE, LIPS_OUTER, NOSE_BASE, RIGHT_EYE, UNDER_NOSE, interocular
 
 # Margin around the lips (times the inter-ocular distance) that the mask always covers at full
 # strength: the mesh's lip contour can lie a little inside the visible lip edge.
@@ -73,16 +74,45 @@ def lips_polygon(landmarks: np.ndarray, pad: float) -> np.ndarray:
     return cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2).astype(np.float64)
 
 
+def below_nose(polygon: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The part of a convex ``polygon`` below the line through the face's nose base along its eye
+    line (empty (0, 2) when none): a mouth's margin must not reach into the nostrils, as it could
+    on a head pitched down."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
+    axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
+    down = np.array([-axis[1], axis[0]])
+    base = lm[NOSE_BASE]
+    poly = np.asarray(polygon, dtype=np.float64)
+    reach = 4.0 * float(np.max(np.linalg.norm(poly - base, axis=1))) + 1.0
+    half = np.array([base - reach * axis, base + reach * axis, base + reach * axis + reach * down,
+                     base - reach * axis + reach * down])
+    area, inter = cv2.intersectConvexConvex(poly.astype(np.float32), half.astype(np.float32))
+    if inter is None or area <= 0:
+        return np.zeros((0, 2))
+    return inter.reshape(-1, 2).astype(np.float64)
+
+
 def compose_polygons(own: np.ndarray, target: np.ndarray, feather_px: float) -> list[np.ndarray]:
     """The region one face's mouth replacement may change: the lower face of the frame's own and of
-    the target landmarks, and both mouths with a margin, so that with a ``feather_px`` feather every
-    pixel of either mouth is replaced at full strength.
+    the target landmarks, and both mouths with a margin (never above the nose base), so that with a
+    ``feather_px`` feather every pixel of either mouth is replaced at full strength.
 
     The lower-face polygon alone is not enough on a turned head: its sides are pulled in towards the
     mouth, and on the far side that edge can pass through the lip corner; the original's lips then
-    showed through the feather beside the new ones (a doubled, dark mouth corner)."""
+    showed through the feather beside the new ones (a doubled, dark mouth corner). The margin is not
+    cut at the cheek outline: near profile, a few pixels of background beside the far lip corner can
+    be taken from the source frame (the warp's validity map lets a source's own lips through with
+    the same margin).
+
+    Raises ValueError on non-finite landmarks (the renderer then leaves the face as it is)."""
+    own = np.asarray(own, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if not (np.isfinite(own).all() and np.isfinite(target).all()):
+        raise ValueError("the face's landmarks are not all finite")
     pad = float(feather_px) + LIPS_MARGIN * float(interocular(own))
-    return [lower_face_polygon(own), lower_face_polygon(target), lips_polygon(own, pad), lips_polygon(target, pad)]
+    mouths = [below_nose(lips_polygon(lm, pad), own) for lm in (own, target)]
+    return [lower_face_polygon(own), lower_face_polygon(target)] + [m for m in mouths if len(m) >= 3]
 
 
 def build_mask(

@@ -107,9 +107,27 @@ def test_mask_replaces_both_mouths_fully_on_a_turned_head() -> None:
     full = build_mask(compose_polygons(own, target, feather), (320, 320), feather).full(320, 320)
     assert _alpha_at(full, _lip_contour(own)).min() == 1.0
     assert _alpha_at(full, _lip_contour(target)).min() == 1.0
-    # Still the lower face only: nothing above the nose line or far from the mouth changes.
-    assert full[: int(own[list(UNDER_NOSE), 1].min()) - 1].max() == 0.0
-    assert full[:, 300:].max() == 0.0
+
+
+def test_mouth_margin_stays_below_the_nose() -> None:
+    # A head pitched down: the nose base only 0.05 of the eye distance above the upper lip, less
+    # than the margin the mask gives a mouth.
+    own = face_landmarks(0.05)
+    lip_top = own[list(LIPS_OUTER), 1].min()
+    own[list(UNDER_NOSE), 1] = lip_top - 0.05 * 80.0
+    full = build_mask(compose_polygons(own, own, feather_px(own)), (320, 320), feather_px(own)).full(320, 320)
+    lower = build_mask([lower_face_polygon(own)], (320, 320), feather_px(own)).full(320, 320)
+    # Above the nose line the mouths add nothing to the lower face's own polygon.
+    nose_line = int(np.floor(own[list(UNDER_NOSE), 1].min()))
+    assert (full[:nose_line] > 0).sum() == (lower[:nose_line] > 0).sum()
+
+
+def test_non_finite_landmarks_are_refused() -> None:
+    own = face_landmarks(0.05)
+    bad = own.copy()
+    bad[list(LIPS_OUTER)[3]] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        compose_polygons(own, bad, feather_px(own))
 
 
 def test_a_turned_source_lends_its_whole_mouth() -> None:
