@@ -15,7 +15,7 @@ from engine.lipsync.model import SpeakerModel
 from engine.lipsync.shape import fit_shape_model
 from engine.lipsync.synth import BankWriter, control_points, feather_px, plan_path, warp_to_box
 from engine.pipeline.fit import SpeakerFit, TrackSignals, target_codes
-from engine.pipeline.session import FrameComposer, plan_face
+from engine.pipeline.session import FrameComposer, FrameResult, plan_face
 from engine.pipeline.tracks import FaceTrack
 from tests.lipsync.synthface import face_frame, face_landmarks
 
@@ -153,6 +153,32 @@ def test_a_turned_source_lends_its_whole_mouth() -> None:
     x0, y0, x1, y1 = mask.box
     full[y0:y1, x0:x1] = valid
     assert _alpha_at(full, _lip_contour(own)).min() == 1.0
+
+
+def test_composer_replaces_the_whole_mouth_of_a_turned_head() -> None:
+    n = 30
+    opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(n) / 4.0))
+    lms = np.stack([_turned_face(o) for o in opening])
+    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
+    shape = fit_shape_model(lms, 4)
+    codes = shape.encode_landmarks(lms)
+    writer = BankWriter(np.arange(n), codes, np.zeros((n, 3)), lms, frames[0].shape[:2])
+    for i in range(n):
+        writer.add(i, frames[i])
+    fit = SpeakerFit("0", shape, SpeakerModel(shape.scale, None, None, None, None, "speaker"), writer.finish(),
+                     opening, np.arange(n), np.arange(n))
+    track = FaceTrack("0", np.arange(n), lms, np.zeros((n, 3)), np.ones(n, bool))
+    plan = plan_face(track, fit, codes[::-1].copy())  # every frame gets another frame's mouth
+    composer = FrameComposer([plan])
+    for i in range(n):
+        details: list[FrameResult] = []
+        out = composer(i, frames[i], details)
+        alpha = details[0].mask.full(*frames[i].shape[:2])
+        # The mask the frame was composed with (after the validity trim) holds the frame's own and
+        # the new lips at full strength, and nothing outside it changed.
+        assert _alpha_at(alpha, _lip_contour(lms[i])).min() == 1.0
+        assert _alpha_at(alpha, _lip_contour(details[0].target_landmarks)).min() == 1.0
+        assert np.array_equal(out[alpha == 0], frames[i][alpha == 0])
 
 
 def test_path_prefers_consecutive_source_frames() -> None:
@@ -463,7 +489,7 @@ def test_two_faces_in_one_frame_each_get_their_own_mouth_and_nothing_else_change
         plans.append(plan_face(track, fit, wide))
     composer = FrameComposer(plans)
     for i in (0, 12, 25):  # frames where at least one original mouth is nearly closed
-        details: list = []
+        details: list[FrameResult] = []
         out = composer(i, frames[i], details)
         assert sorted(d.identity for d in details) == ["left", "right"]
         inside = np.zeros(hw, bool)
