@@ -20,12 +20,14 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from engine.lipsync.geometry import (
+    INNER_LIP_PAIRS,
     JAW,
     LIPS_OUTER,
     LOWER_FACE_INNER,
     SHAPE_POINTS,
     UNDER_NOSE,
     interocular,
+    mouth_opening,
     to_canonical,
 )
 from engine.runtime.rowfile import FileRows
@@ -56,6 +58,29 @@ def ring_points(landmarks: np.ndarray) -> np.ndarray:
 def control_points(moved: np.ndarray, own: np.ndarray) -> np.ndarray:
     """Warp control points: lower-face points of ``moved`` plus the outer ring of ``own``."""
     return np.concatenate([np.asarray(moved, np.float64)[WARP_INDEX], ring_points(own)], axis=0)
+
+
+def close_inner_lips(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``target`` (468, 2) with its inner lips drawn together for warping a more open ``source``
+    mouth onto it: each facing pair of inner-lip points keeps the share target gap / source gap of
+    its gap (about its midpoint). Unchanged where the source is no more open than the target.
+
+    A source mouth warped to a smaller opening keeps what was between its lips (teeth, the dark of
+    the mouth) in the smaller gap, and a thin band of teeth still reads as a parted mouth. Drawn
+    together this way the band is the source's gap times the square of the ratio of the openings
+    instead of times the ratio."""
+    t = np.asarray(target, np.float64)
+    g_t = float(mouth_opening(t))
+    g_s = float(mouth_opening(np.asarray(source, np.float64)))
+    if not (np.isfinite(g_t) and np.isfinite(g_s)) or g_s <= g_t or g_s <= 0:
+        return t
+    keep = g_t / g_s
+    out = t.copy()
+    lo, up = np.asarray(INNER_LIP_PAIRS).T
+    mid = (t[lo] + t[up]) / 2
+    out[lo] = mid + keep * (t[lo] - mid)
+    out[up] = mid + keep * (t[up] - mid)
+    return out
 
 
 class CropFile(FileRows):

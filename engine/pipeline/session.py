@@ -15,7 +15,7 @@ import numpy as np
 from engine.compose import ColourMatcher, MaskROI, blend_into, build_mask, compose_polygons
 from engine.compose.shading import match_shading
 from engine.lipsync.geometry import interocular
-from engine.lipsync.synth import control_points, feather_px, plan_path, warp_with_validity
+from engine.lipsync.synth import close_inner_lips, control_points, feather_px, plan_path, warp_with_validity
 from engine.pipeline.fit import SpeakerFit
 from engine.pipeline.tracks import FaceTrack
 from engine.runtime.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
@@ -33,6 +33,9 @@ class FacePlan:
     codes: np.ndarray  # (n_frames, C)
     path: np.ndarray  # (n_frames,) bank index or -1
     ok: np.ndarray  # (n_frames,) bool
+    resting: np.ndarray | None = None
+    """(n_frames,) True where the target is the resting mouth (the dub's silences): there a more open
+    source has its lips drawn together in the warp (synth.close_inner_lips)."""
     refiner: Any = None
     """Optional network renderer (``render_box(frame, own, target, box, warp=...)``, e.g.
     engine.regen.NetRenderer) that refines the retrieval warp of each frame's box before colour
@@ -70,7 +73,7 @@ def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray) -> FacePlan:
     jump = np.where(resting, REST_JUMP_COST, SPEECH_JUMP_COST)
     path = plan_path(codes, pose, ok, fit.bank, fit.shape.scale, jump_cost=jump,
                      target_opening=fit.shape.code_opening(codes), bank_opening=fit.shape.code_opening(fit.bank.codes))
-    return FacePlan(track, fit, codes, path, ok & (path >= 0))
+    return FacePlan(track, fit, codes, path, ok & (path >= 0), resting=resting)
 
 
 def plans_with_refiner(plans: list[FacePlan]) -> list[FacePlan]:
@@ -137,7 +140,11 @@ class FrameComposer:
         mask = build_mask(compose_polygons(own, target, feather_px(own)), (h, w), feather_px(own))
         if mask.empty:
             return frame
-        synth, valid = warp_with_validity(plan.fit.bank, int(plan.path[index]), control_points(target, own), mask.box)
+        j = int(plan.path[index])
+        shape = target
+        if plan.resting is not None and plan.resting[index]:
+            shape = close_inner_lips(target, plan.fit.bank.landmarks[j])
+        synth, valid = warp_with_validity(plan.fit.bank, j, control_points(shape, own), mask.box)
         mask = trim_mask(mask, valid, feather_px(own))
         if mask.empty:
             return frame

@@ -181,6 +181,67 @@ def test_composer_replaces_the_whole_mouth_of_a_turned_head() -> None:
         assert np.array_equal(out[alpha == 0], frames[i][alpha == 0])
 
 
+def test_a_more_open_source_has_its_lips_drawn_together_for_a_rest() -> None:
+    from engine.lipsync.geometry import LIPS_INNER
+    from engine.lipsync.synth import close_inner_lips
+
+    rest = face_landmarks(0.04)
+    wide = face_landmarks(0.16)
+    drawn = close_inner_lips(rest, wide)
+    # The gap kept is the target's times target / source: 0.04 * 0.25 of the eye distance.
+    assert mouth_opening(drawn) == pytest.approx(0.04 * 0.04 / 0.16, rel=1e-6)
+    # Only the inner lips move, and about their midline.
+    moved = np.flatnonzero(np.abs(drawn - rest).sum(1) > 1e-9)
+    assert set(moved) <= set(LIPS_INNER)
+    assert np.allclose(drawn[list(LIPS_INNER)].mean(0)[1], rest[list(LIPS_INNER)].mean(0)[1], atol=0.5)
+    # A source no more open than the target is warped onto the target as it is.
+    assert np.array_equal(close_inner_lips(wide, rest), wide)
+    assert np.array_equal(close_inner_lips(rest, rest), rest)
+
+
+def test_plan_marks_the_resting_frames() -> None:
+    _, _, fit, track = _speaker()
+    codes = np.repeat(fit.bank.codes[np.argmax(fit.bank.codes[:, 0])][None], N, 0)
+    codes[10:20] = fit.shape.rest
+    plan = plan_face(track, fit, codes)
+    assert plan.resting is not None
+    assert plan.resting[10:20].all() and not plan.resting[:10].any() and not plan.resting[20:].any()
+
+
+def test_composer_draws_the_lips_together_only_at_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.pipeline.session as session
+    from engine.lipsync.synth import WARP_POINTS
+
+    lms, frames, fit, track = _speaker()
+    wide = int(np.argmax(mouth_opening(lms)))
+    closed = int(np.argmin(mouth_opening(lms)))
+    plan = plan_face(track, fit, np.repeat(fit.shape.rest[None], N, 0))
+    plan.path[:] = wide  # the only source near the pose is a wide open mouth
+    plan.ok[:] = True
+    seen: list[np.ndarray] = []
+    real_warp = session.warp_with_validity
+
+    def spy(bank: object, j: int, dst: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(np.asarray(dst))
+        return real_warp(bank, j, dst, box)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session, "warp_with_validity", spy)
+    up, low = WARP_POINTS.index(13), WARP_POINTS.index(14)
+    gaps = []
+    for resting in (False, True):
+        plan.resting = np.full(N, resting)
+        details: list[FrameResult] = []
+        FrameComposer([plan])(closed, frames[closed].copy(), details)
+        target_gap = float(np.linalg.norm(details[0].target_landmarks[13] - details[0].target_landmarks[14]))
+        gaps.append((float(np.linalg.norm(seen[-1][up] - seen[-1][low])), target_gap))
+    (speaking, target_gap), (at_rest, _) = gaps
+    assert speaking == pytest.approx(target_gap)
+    # At rest the gap is the target's times target / source opening (here about a tenth).
+    ratio = float(mouth_opening(details[0].target_landmarks) / mouth_opening(fit.bank.landmarks[wide]))
+    assert ratio < 0.2
+    assert at_rest == pytest.approx(target_gap * ratio, rel=1e-6)
+
+
 def test_path_prefers_consecutive_source_frames() -> None:
     _, _, fit, _ = _speaker()
     target = fit.bank.codes[10:40]
