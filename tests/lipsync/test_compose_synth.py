@@ -10,7 +10,7 @@ import pytest
 
 from engine.compose import ColourMatcher, blend_into, build_mask, compose_polygons, lower_face_polygon
 from engine.lipsync import synth
-from engine.lipsync.geometry import JAW, LIPS_OUTER, UNDER_NOSE, mouth_opening
+from engine.lipsync.geometry import INNER_LIP_PAIRS, JAW, LIPS_OUTER, UNDER_NOSE, mouth_opening
 from engine.lipsync.model import SpeakerModel
 from engine.lipsync.shape import fit_shape_model
 from engine.lipsync.synth import BankWriter, control_points, feather_px, plan_path, warp_to_box
@@ -190,10 +190,15 @@ def test_a_more_open_source_has_its_lips_drawn_together_for_a_rest() -> None:
     drawn = close_inner_lips(rest, wide)
     # The gap kept is the target's times target / source: 0.04 * 0.25 of the eye distance.
     assert mouth_opening(drawn) == pytest.approx(0.04 * 0.04 / 0.16, rel=1e-6)
-    # Only the inner lips move, and about their midline.
+    # Only the inner lips move: every facing pair (the same place along the mouth) keeps a quarter
+    # of its gap, about its own midpoint; the corners stay.
     moved = np.flatnonzero(np.abs(drawn - rest).sum(1) > 1e-9)
     assert set(moved) <= set(LIPS_INNER)
-    assert np.allclose(drawn[list(LIPS_INNER)].mean(0)[1], rest[list(LIPS_INNER)].mean(0)[1], atol=0.5)
+    lo, up = np.asarray(INNER_LIP_PAIRS).T
+    assert set(moved) == set(lo) | set(up) == set(LIPS_INNER) - {LIPS_INNER[0], LIPS_INNER[10]}
+    assert np.allclose(rest[lo, 0], rest[up, 0], atol=1e-6)  # pairs face each other
+    assert np.allclose(drawn[lo] - drawn[up], 0.25 * (rest[lo] - rest[up]))
+    assert np.allclose(drawn[lo] + drawn[up], rest[lo] + rest[up])
     # A source no more open than the target is warped onto the target as it is.
     assert np.array_equal(close_inner_lips(wide, rest), wide)
     assert np.array_equal(close_inner_lips(rest, rest), rest)
