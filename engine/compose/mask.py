@@ -39,6 +39,14 @@ class MaskROI:
         return out
 
 
+def face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of a face (468, 2): along its eye line (right eye to left) and down the face."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
+    axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
+    return axis, np.array([-axis[1], axis[0]])  # image y grows downwards
+
+
 def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2, chin_margin: float = 0.2) -> np.ndarray:
     """Polygon (K, 2) of the region that may change: under the nose, down to the jaw line.
 
@@ -53,9 +61,7 @@ def lower_face_polygon(landmarks: np.ndarray, side_margin: float = 0.2, chin_mar
     # UNDER_NOSE runs cheek -> nose -> cheek; JAW runs cheek -> chin -> cheek: walk one, then the other back.
     poly = np.concatenate([top, jaw[::-1]], axis=0)
     centre = lm[list(LIPS_OUTER)].mean(0)
-    right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
-    axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
-    down = np.array([-axis[1], axis[0]])  # image y grows downwards
+    axis, down = face_axes(lm)
     along = (poly - centre) @ axis
     below = (poly - centre) @ down
     poly = poly - (side_margin * along)[:, None] * axis[None, :]
@@ -74,14 +80,18 @@ def lips_polygon(landmarks: np.ndarray, pad: float) -> np.ndarray:
     return cv2.convexHull(grown.astype(np.float32)).reshape(-1, 2).astype(np.float64)
 
 
+def lips_pad(landmarks: np.ndarray, feather_px: float) -> float:
+    """How far beyond a face's lips (px) the mask reaches: the feather plus ``LIPS_MARGIN``, so the
+    lips themselves are at full strength."""
+    return float(feather_px) + LIPS_MARGIN * float(interocular(landmarks))
+
+
 def below_nose(polygon: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The part of a convex ``polygon`` below the line through the face's nose base along its eye
     line (empty (0, 2) when none): a mouth's margin must not reach into the nostrils, as it could
     on a head pitched down."""
     lm = np.asarray(landmarks, dtype=np.float64)
-    right, left = lm[list(RIGHT_EYE)].mean(0), lm[list(LEFT_EYE)].mean(0)
-    axis = (left - right) / max(float(np.linalg.norm(left - right)), 1e-6)
-    down = np.array([-axis[1], axis[0]])
+    axis, down = face_axes(lm)
     base = lm[NOSE_BASE]
     poly = np.asarray(polygon, dtype=np.float64)
     reach = 4.0 * float(np.max(np.linalg.norm(poly - base, axis=1))) + 1.0
@@ -110,7 +120,7 @@ def compose_polygons(own: np.ndarray, target: np.ndarray, feather_px: float) -> 
     target = np.asarray(target, dtype=np.float64)
     if not (np.isfinite(own).all() and np.isfinite(target).all()):
         raise ValueError("the face's landmarks are not all finite")
-    pad = float(feather_px) + LIPS_MARGIN * float(interocular(own))
+    pad = lips_pad(own, feather_px)
     mouths = [below_nose(lips_polygon(lm, pad), own) for lm in (own, target)]
     return [lower_face_polygon(own), lower_face_polygon(target)] + [m for m in mouths if len(m) >= 3]
 

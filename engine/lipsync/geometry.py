@@ -25,9 +25,9 @@ LEFT_EYE = (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385
 NOSE_BRIDGE = (168, 6, 197)
 NOSE_BASE = 2  # under the nose tip, where the upper lip's philtrum starts (on UNDER_NOSE)
 UPPER_INNER_LIP = 13
+LOWER_INNER_LIP = 14
 # Facing points of the lower and upper inner lip, corner to corner.
 INNER_LIP_PAIRS = ((95, 191), (88, 80), (178, 81), (87, 82), (14, 13), (317, 312), (402, 311), (318, 310), (324, 415))
-LOWER_INNER_LIP = 14
 MOUTH_CORNERS = (61, 291)
 
 # The points whose motion the speaker model predicts: mouth, jaw, and the cheek and chin points

@@ -461,7 +461,7 @@ def warp_with_validity(
     lips. A source taken at another head turn can otherwise lend a cheek pixel from the background
     beyond its silhouette, or from outside its crop (seen as bluish stripes on a cheek); the
     compositor keeps the original pixel there instead."""
-    from engine.compose.mask import LIPS_MARGIN, lips_polygon, lower_face_polygon
+    from engine.compose.mask import lips_pad, lips_polygon, lower_face_polygon
 
     x0, y0, x1, y1 = box
     src_pts = control_points(bank.landmarks[j], bank.landmarks[j]) - bank.origins[j]
@@ -483,7 +483,7 @@ def warp_with_validity(
     # through the far lip corner), with the margin the compose mask gives a mouth. Not cut at the
     # mesh's cheek outline either: on a three-quarter view that outline runs through the far lip
     # corner, well inside the real silhouette.
-    face |= fill(lips_polygon(src_lm, feather_px(src_lm) + LIPS_MARGIN * float(interocular(src_lm))))
+    face |= fill(lips_polygon(src_lm, lips_pad(src_lm, feather_px(src_lm))))
     map_x, map_y = piecewise_affine_maps(src_pts, dst, bank.triangles, (y1 - y0, x1 - x0), fallback)
     warped = cv2.remap(crop, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # The face map read with a zero border: outside the crop is invalid as well.

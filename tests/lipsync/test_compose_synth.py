@@ -22,20 +22,26 @@ from tests.lipsync.synthface import face_frame, face_landmarks
 N = 60
 
 
-def _speaker() -> tuple[np.ndarray, list[np.ndarray], SpeakerFit, FaceTrack]:
-    opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(N) / 4.0))
-    lms = np.stack([face_landmarks(o, seed=i % 3) for i, o in enumerate(opening)])
+def _speaker_from(lms: np.ndarray, opening: np.ndarray, n_components: int = 5
+                  ) -> tuple[np.ndarray, list[np.ndarray], SpeakerFit, FaceTrack]:
+    """A speaker filmed with these landmarks (n, 468, 2): frames, fit (every frame in the bank), track."""
+    n = len(lms)
     frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
-    shape = fit_shape_model(lms, 5)
+    shape = fit_shape_model(lms, n_components)
     codes = shape.encode_landmarks(lms)
-    writer = BankWriter(np.arange(N), codes, np.zeros((N, 3)), lms, frames[0].shape[:2])
-    for i in range(N):
+    writer = BankWriter(np.arange(n), codes, np.zeros((n, 3)), lms, frames[0].shape[:2])
+    for i in range(n):
         writer.add(i, frames[i])
     bank = writer.finish()
     model = SpeakerModel(shape.scale, None, None, None, None, "speaker")
-    fit = SpeakerFit("0", shape, model, bank, opening, np.arange(N), np.arange(N))
-    track = FaceTrack("0", np.arange(N), lms, np.zeros((N, 3)), np.ones(N, bool))
+    fit = SpeakerFit("0", shape, model, bank, opening, np.arange(n), np.arange(n))
+    track = FaceTrack("0", np.arange(n), lms, np.zeros((n, 3)), np.ones(n, bool))
     return lms, frames, fit, track
+
+
+def _speaker() -> tuple[np.ndarray, list[np.ndarray], SpeakerFit, FaceTrack]:
+    opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(N) / 4.0))
+    return _speaker_from(np.stack([face_landmarks(o, seed=i % 3) for i, o in enumerate(opening)]), opening)
 
 
 def test_mask_is_zero_outside_the_polygon_and_feathered_inside() -> None:
@@ -133,13 +139,9 @@ def test_non_finite_landmarks_are_refused() -> None:
 def test_a_turned_source_lends_its_whole_mouth() -> None:
     from engine.lipsync.synth import warp_with_validity
 
-    lms = np.stack([_turned_face(o) for o in (0.05, 0.1, 0.15)])
-    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
-    shape = fit_shape_model(lms, 2)
-    writer = BankWriter(np.arange(3), shape.encode_landmarks(lms), np.zeros((3, 3)), lms, frames[0].shape[:2])
-    for i in range(3):
-        writer.add(i, frames[i])
-    bank = writer.finish()
+    opening = np.array([0.05, 0.1, 0.15])
+    lms, _, fit, _ = _speaker_from(np.stack([_turned_face(o) for o in opening]), opening, 2)
+    bank = fit.bank
     own = lms[1]
     # The source's face polygon (its sides pulled in) cuts through its own far lip corner ...
     poly = lower_face_polygon(own, side_margin=0.1, chin_margin=0.35)
@@ -158,17 +160,8 @@ def test_a_turned_source_lends_its_whole_mouth() -> None:
 def test_composer_replaces_the_whole_mouth_of_a_turned_head() -> None:
     n = 30
     opening = 0.02 + 0.25 * np.abs(np.sin(np.arange(n) / 4.0))
-    lms = np.stack([_turned_face(o) for o in opening])
-    frames = [face_frame(lm, seed=i) for i, lm in enumerate(lms)]
-    shape = fit_shape_model(lms, 4)
-    codes = shape.encode_landmarks(lms)
-    writer = BankWriter(np.arange(n), codes, np.zeros((n, 3)), lms, frames[0].shape[:2])
-    for i in range(n):
-        writer.add(i, frames[i])
-    fit = SpeakerFit("0", shape, SpeakerModel(shape.scale, None, None, None, None, "speaker"), writer.finish(),
-                     opening, np.arange(n), np.arange(n))
-    track = FaceTrack("0", np.arange(n), lms, np.zeros((n, 3)), np.ones(n, bool))
-    plan = plan_face(track, fit, codes[::-1].copy())  # every frame gets another frame's mouth
+    lms, frames, fit, track = _speaker_from(np.stack([_turned_face(o) for o in opening]), opening, 4)
+    plan = plan_face(track, fit, fit.bank.codes[::-1].copy())  # every frame gets another frame's mouth
     composer = FrameComposer([plan])
     for i in range(n):
         details: list[FrameResult] = []
