@@ -78,13 +78,17 @@ class ShapeModel:
         """(N, C) codes -> (N, 2K) canonical shapes."""
         return np.asarray(codes, np.float64) @ self.components + self.mean
 
+    def lip_points(self, codes: np.ndarray) -> np.ndarray:
+        """(N, 4): the lower and upper inner-lip centre points (x, y, x, y) of decoded codes, in the
+        canonical frame (eyes 1 apart). Only these are decoded (the shapes are linear in the codes):
+        a long track's codes are not widened into whole shapes."""
+        up, low = SHAPE_POINTS.index(UPPER_INNER_LIP), SHAPE_POINTS.index(LOWER_INNER_LIP)
+        cols = [2 * low, 2 * low + 1, 2 * up, 2 * up + 1]
+        return np.asarray(codes, np.float64).reshape(-1, self.n_components) @ self.components[:, cols] + self.mean[cols]
+
     def code_opening(self, codes: np.ndarray) -> np.ndarray:
         """Inner-lip gap of decoded codes, in the canonical frame (eyes 1 apart): the opening measure."""
-        up, low = SHAPE_POINTS.index(UPPER_INNER_LIP), SHAPE_POINTS.index(LOWER_INNER_LIP)
-        # Only the two lip points are decoded (the shapes are linear in the codes): a long track's
-        # codes are not widened into whole shapes.
-        cols = [2 * low, 2 * low + 1, 2 * up, 2 * up + 1]
-        pts = np.asarray(codes, np.float64).reshape(-1, self.n_components) @ self.components[:, cols] + self.mean[cols]
+        pts = self.lip_points(codes)
         return np.hypot(pts[:, 0] - pts[:, 2], pts[:, 1] - pts[:, 3])
 
     def encode_landmarks(self, landmarks: np.ndarray) -> np.ndarray:

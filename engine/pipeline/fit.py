@@ -375,6 +375,7 @@ class SpeakerFit:
     lag_frames: int = 0  # audio read this many frames later than each frame (positive: mouth leads)
     own_sync: tuple[float, float] | None = None  # (r, z) of the real mouth against its own audio's band energy
     opening_dir: np.ndarray | None = None  # (C,) code change per unit of mouth opening, speaking frames
+    speech_speed: float | None = None  # mean |change| of the tracked opening per frame while speaking
 
 
 def fit_motion(
@@ -431,7 +432,20 @@ def fit_motion(
     own = (meter.r, meter.z) if np.isfinite(meter.z) else None
     empty = BankWriter(frames[:0], codes[:0], pose[:0], np.zeros((0, 468, 2)), (1, 1)).finish()
     return SpeakerFit(track.identity, shape, model, empty, opening[spk] if spk.any() else opening,
-                      frames, frames[spk], library_key_, ref.std(0), lag, own, direction)
+                      frames, frames[spk], library_key_, ref.std(0), lag, own, direction,
+                      speaking_speed(shape, codes[spk], frames[spk]))
+
+
+def speaking_speed(shape: ShapeModel, codes: np.ndarray, frames: np.ndarray) -> float | None:
+    """How fast the speaker's tracked mouth opens and closes while speaking: mean |change| of the
+    opening from one frame to the next, over pairs of consecutive speaking ``frames`` (None with under
+    10 pairs). The codes are the tracker's (one-euro smoothed) landmarks', as every re-measured mouth's
+    are. Per frame, not per second: the render keeps the source's frames."""
+    pairs = np.flatnonzero(np.diff(np.asarray(frames)) == 1)
+    if len(pairs) < 10:
+        return None
+    op = shape.code_opening(codes)
+    return float(np.mean(np.abs(op[pairs + 1] - op[pairs])))
 
 
 def fit_speaker(
@@ -505,12 +519,118 @@ def match_motion(codes: np.ndarray, speech: np.ndarray, real_std: np.ndarray | N
     return mean + (codes - mean) * gain
 
 
+def tracked_opening(shape: ShapeModel, codes: np.ndarray, fps: float) -> np.ndarray:
+    """The opening a tracker would report for a mouth that moves exactly through ``codes``: the inner
+    lip points filtered as the face analysis filters every landmark (one-euro, its settings; the
+    canonical frame is in eye distances, the unit the analysis filters in)."""
+    from engine.faces.analysis import AnalysisSettings
+    from engine.faces.smoothing import OneEuroFilter
+
+    settings = AnalysisSettings()
+    f = OneEuroFilter(settings.smooth_min_cutoff, settings.smooth_beta)
+    pts = shape.lip_points(codes)
+    out = np.empty_like(pts)
+    dt = 1.0 / max(float(fps), 1e-6)
+    for i in range(len(pts)):
+        out[i] = f(pts[i], i * dt)
+    return np.hypot(out[:, 0] - out[:, 2], out[:, 1] - out[:, 3])
+
+
+# The speaking speed is matched by scaling the codes' fast part (their deviation from a running mean
+# of this width, Gaussian sigma in seconds: the syllable-rate motion) and the slow part (the rest),
+# the two gains chosen together so that both the speed and the opening's spread come as close to the
+# speaker's as they can. Gains are searched on a grid inside these bounds: a prediction that hardly
+# moves is not blown up into noise, nor a busy one frozen.
+SPEED_SPLIT_S = 0.15
+SPEED_GAINS = np.geomspace(0.4, 2.5, 13)  # 1.0 in the middle
+SPREAD_GAINS = np.geomspace(0.7, 1 / 0.7, 9)
+# How far the opening's spread may move to meet the speed (log ratio): the amount of motion is
+# the speaker's already (match_motion).
+SPREAD_TOLERANCE = float(np.log(1.1))
+# A target whose speed is within this of the speaker's (log ratio) is left alone.
+SPEED_TOLERANCE = float(np.log(1.1))
+# Speed is estimated on at most this many seconds of the track (whole runs of frames, spread over it):
+# the estimate is a mean, and the tracker's filter runs frame by frame.
+SPEED_SAMPLE_S = 120.0
+
+
+def speed_gains(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: float) -> tuple[float, float]:
+    """The (fast, slow) gains :func:`match_speed` applies; (1, 1) where there is nothing to match."""
+    mv = np.asarray(moving, bool)
+    real = fit.speech_speed
+    n = len(mv)
+    if real is None or real <= 0 or int(np.sum(mv[1:] & mv[:-1])) < 10:
+        return 1.0, 1.0
+    mean, slow, fast = _speed_split(codes, mv, fps)
+    # The frames the speed is estimated on: the whole track, or runs of 10 s spread over it.
+    budget = max(int(SPEED_SAMPLE_S * fps), 10)
+    if n <= budget:
+        sample = np.arange(n)
+    else:
+        run = max(int(10 * fps), 2)
+        starts = np.linspace(0, n - run, max(budget // run, 1)).astype(np.int64)
+        sample = np.unique((starts[:, None] + np.arange(run)[None, :]).ravel())
+    mv_s = mv[sample]
+    pairs = np.flatnonzero(mv_s[1:] & mv_s[:-1] & (np.diff(sample) == 1))
+    aim_spread = float(np.std(fit.shape.code_opening(np.asarray(codes, np.float64)[mv])))
+    if len(pairs) < 10 or aim_spread <= 0:
+        return 1.0, 1.0
+    best, best_cost = (1.0, 1.0), np.inf
+    for g_fast in SPEED_GAINS:
+        for g_slow in SPREAD_GAINS:
+            spread = float(np.std(fit.shape.code_opening(mean + g_slow * (slow[mv] - mean) + g_fast * fast[mv])))
+            # The spread is cheap and bounded: the filter runs only for gains that keep it.
+            off = abs(np.log(max(spread, 1e-9) / aim_spread))
+            if off > SPREAD_TOLERANCE:
+                continue
+            cost = 0.25 * off**2 + 1e-3 * (np.log(g_fast) ** 2 + np.log(g_slow) ** 2)
+            if cost >= best_cost:
+                continue
+            op = tracked_opening(fit.shape, mean + g_slow * (slow[sample] - mean) + g_fast * fast[sample], fps)
+            speed = float(np.mean(np.abs(op[pairs + 1] - op[pairs])))
+            # Within SPEED_TOLERANCE of the speaker's speed counts as met: no gain for nothing.
+            cost += max(abs(np.log(max(speed, 1e-9) / real)) - SPEED_TOLERANCE, 0.0) ** 2
+            if cost < best_cost:
+                best, best_cost = (float(g_fast), float(g_slow)), cost
+    return best
+
+
+def _speed_split(codes: np.ndarray, moving: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean over the moving frames, slow part, fast part) of the codes."""
+    from scipy.ndimage import gaussian_filter1d
+
+    codes = np.asarray(codes, np.float64)
+    slow = gaussian_filter1d(codes, SPEED_SPLIT_S * fps, axis=0, mode="nearest")
+    return codes[np.asarray(moving, bool)].mean(0), slow, codes - slow
+
+
+def match_speed(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: float) -> np.ndarray:
+    """Give the predicted codes the speaker's own speed of articulation over the ``moving`` frames
+    (speech not at rest), keeping the opening's spread.
+
+    The amount of motion (:func:`match_motion`) does not fix its speed: the audio model's prediction
+    moves too slowly for some speakers (its syllable-rate part is damped) and too fast for others
+    (the articulation push). Speed is compared as the face analysis would measure it, on the tracked
+    (one-euro smoothed) opening: the speaker's from their footage (:func:`speaking_speed`), the
+    target's through the same filter (:func:`tracked_opening`). A speed within ``SPEED_TOLERANCE``
+    of the speaker's is left as it is; otherwise the codes' fast and slow parts are scaled (gains
+    searched on a grid, :func:`speed_gains`) so that the speed comes as close to that band as it can
+    with the opening's spread within ``SPREAD_TOLERANCE`` of its own."""
+    g_fast, g_slow = speed_gains(fit, codes, moving, fps)
+    if g_fast == 1.0 and g_slow == 1.0:
+        return codes
+    mean, slow, fast = _speed_split(codes, moving, fps)
+    return mean + g_slow * (slow - mean) + g_fast * fast
+
+
 def target_codes(
-    fit: SpeakerFit, signals: TrackSignals, fps: float, smooth_sigma_frames: float = 1.0, calibrate: bool = True
+    fit: SpeakerFit, signals: TrackSignals, fps: float, smooth_sigma_frames: float = 1.0, calibrate: bool = True,
+    speed: bool = True,
 ) -> np.ndarray:
     """Shape codes per video frame for a track: the model's prediction at the speaker's lag, smoothed
-    without lag, given the speaker's own amount of motion and (``calibrate``) their own closeness to
-    the syllable rhythm, and the resting mouth wherever the track is silent for 0.3 s or more."""
+    without lag, given the speaker's own amount of motion, (``calibrate``) their own closeness to
+    the syllable rhythm and (``speed``) their own speed of articulation, and the resting mouth
+    wherever the track is silent for 0.3 s or more."""
     from engine.lipsync.model import rest_weights
     from engine.lipsync.shape import smooth_codes
 
@@ -526,9 +646,13 @@ def target_codes(
         c = match_motion(c, signals.speech, fit.speech_code_std)
         return (1 - w) * c + w * fit.shape.rest[None, :]
 
-    if not calibrate or fit.model.kind == "energy":
+    if calibrate and fit.model.kind != "energy":
+        codes = calibrate_articulation(fit, codes, signals, fps, finish, smooth_sigma_frames)
+    if not speed:
         return finish(codes)
-    return calibrate_articulation(fit, codes, signals, fps, finish, smooth_sigma_frames)
+    moving = signals.speech & (w[:, 0] == 0)
+    return (1 - w) * match_speed(fit, match_motion(codes, signals.speech, fit.speech_code_std), moving, fps) \
+        + w * fit.shape.rest[None, :]
 
 
 # How much more the articulation may follow the track's band energy than the speaker's real mouth
@@ -584,24 +708,26 @@ def calibrate_articulation(
     Here the predicted opening gets the track's syllable rhythm (:func:`articulation_push`) added
     along the speaker's own opening direction, with the smallest gain that gives the track that same
     strength (plus a margin). The gain stops growing where the sync score stops rising and where the
-    mouth would correlate with loudness more than ``ARTICULATION_R_MARGIN`` above the real mouth."""
+    mouth would correlate with loudness more than ``ARTICULATION_R_MARGIN`` above the real mouth.
+
+    Returns the codes with the push added; the score is measured on ``finish`` of them (the codes as
+    rendered: the speaker's amount of motion, the rests)."""
     from engine.lipsync.shape import smooth_codes
 
     own = fit.own_sync
     direction = fit.opening_dir
     n = len(codes)
     if own is None or direction is None or n < 8 or int(np.sum(signals.speech)) < 10:
-        return finish(codes)
+        return codes
     own_r, own_z = own
     sigma = float(np.std(fit.speech_opening)) if len(fit.speech_opening) > 2 else 0.0
     push = articulation_push(signals.energy_db, signals.speech, fps)[:, None] * (sigma * direction)[None, :]
     # Smoothed (ARTICULATION_SMOOTH_S): the energy's frame-to-frame noise would otherwise show as jitter.
     push = smooth_codes(push, max(smooth_sigma_frames, ARTICULATION_SMOOTH_S * fps))
-    plain = finish(codes)
-    best, best_z = plain, -np.inf
+    best, best_z = codes, -np.inf
     for gain in np.concatenate([[0.0], np.geomspace(0.02, 1.0, 24) * ARTICULATION_MAX_GAIN]):
-        out = plain if gain == 0 else finish(codes + gain * push)
-        meter = sync_meter(fit.shape.code_opening(out), signals.energy_db, fps)
+        pushed = codes if gain == 0 else codes + gain * push
+        meter = sync_meter(fit.shape.code_opening(finish(pushed)), signals.energy_db, fps)
         if not np.isfinite(meter.r):
             break
         # Past the first gain where the score falls, more gain only replaces the predicted mouth
@@ -609,7 +735,7 @@ def calibrate_articulation(
         # gives the dubs).
         if gain > 0 and (meter.r > own_r + ARTICULATION_R_MARGIN or meter.z < best_z):
             break
-        best, best_z = out, meter.z
+        best, best_z = pushed, meter.z
         if meter.z >= own_z + ARTICULATION_Z_MARGIN:
             break
     return best

@@ -37,7 +37,7 @@ log = logging.getLogger("lipdub.pipeline.fitcache")
 
 # Bumped whenever fitting produces something else from the same inputs (v2: the resting mouth is the
 # speaker's touching lips, engine.lipsync.shape.CLOSED_QUANTILE), so an older entry is a miss.
-FORMAT = "speaker-fit-v3"
+FORMAT = "speaker-fit-v4"
 _TYPES: dict[str, type] = {c.__name__: c for c in (ShapeModel, SpeakerModel, Ridge, PriorModel)}
 
 
@@ -122,6 +122,7 @@ def store_fit(key: str, fit: SpeakerFit, bank_path: Path, directory: Path | None
         "shape": _pack(fit.shape, "shape", arrays), "model": _pack(fit.model, "model", arrays),
         "library_key": fit.library_key, "lag_frames": int(fit.lag_frames),
         "own_sync": None if fit.own_sync is None else [float(v) for v in fit.own_sync],
+        "speech_speed": None if fit.speech_speed is None else float(fit.speech_speed),
     }
     for name in ("speech_opening", "train_frames", "speaking_frames", "speech_code_std", "opening_dir"):
         value = getattr(fit, name)
@@ -166,7 +167,7 @@ def load_fit(key: str, track: FaceTrack, n_frames: int, directory: Path | None =
             track.identity, _unpack(meta["shape"], arrays), _unpack(meta["model"], arrays), bank,
             arrays["speech_opening"], arrays["train_frames"], arrays["speaking_frames"], meta["library_key"],
             arrays.get("speech_code_std"), int(meta["lag_frames"]), None if own is None else (own[0], own[1]),
-            arrays.get("opening_dir"),
+            arrays.get("opening_dir"), meta.get("speech_speed"),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         log.warning("ignoring the kept fit %s: %s", path, exc)
