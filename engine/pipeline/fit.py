@@ -145,6 +145,7 @@ class TrackSignals:
     speech: np.ndarray  # (n_frames,) bool, VAD
     energy_db: np.ndarray  # (n_frames,) 1.8-4.5 kHz band energy
     fps: float = 25.0  # the video's frame rate (median over the frame-time table)
+    frame_times: np.ndarray | None = None  # (n_frames,) seconds: the frame-time table
 
 
 def track_signals(
@@ -167,7 +168,8 @@ def track_signals(
     vec_times = np.arange(len(feats.vectors)) / feats.rate_hz
     norm = TrackNorm.from_vectors(feats.vectors, speech_mask(vad.segments, vec_times))
     energy = band_energy_db(audio.samples, frame_times, audio.offset_s)
-    return TrackSignals(DesignRows(feats, norm, frame_times, audio.offset_s), speech, energy, frame_rate(frame_times))
+    return TrackSignals(DesignRows(feats, norm, frame_times, audio.offset_s), speech, energy, frame_rate(frame_times),
+                        np.asarray(frame_times, np.float64))
 
 
 def frame_rate(frame_times: np.ndarray) -> float:
@@ -519,10 +521,15 @@ def match_motion(codes: np.ndarray, speech: np.ndarray, real_std: np.ndarray | N
     return mean + (codes - mean) * gain
 
 
-def tracked_opening(shape: ShapeModel, codes: np.ndarray, fps: float) -> np.ndarray:
+def tracked_opening(shape: ShapeModel, codes: np.ndarray, fps: float, times: np.ndarray | None = None) -> np.ndarray:
     """The opening a tracker would report for a mouth that moves exactly through ``codes``: the inner
     lip points filtered as the face analysis filters every landmark (one-euro, its settings; the
-    canonical frame is in eye distances, the unit the analysis filters in)."""
+    canonical frame is in eye distances, the unit the analysis filters in). ``times``: each row's
+    time in seconds (the frame-time table, as the analysis uses); default ``i / fps``.
+
+    The head is taken as still. The analysis filters image points, whose speed includes the head's
+    motion, and a moving head raises the filter's cutoff: on footage with much head motion the
+    tracker keeps more of the lips' speed than this says."""
     from engine.faces.analysis import AnalysisSettings
     from engine.faces.smoothing import OneEuroFilter
 
@@ -530,9 +537,9 @@ def tracked_opening(shape: ShapeModel, codes: np.ndarray, fps: float) -> np.ndar
     f = OneEuroFilter(settings.smooth_min_cutoff, settings.smooth_beta)
     pts = shape.lip_points(codes)
     out = np.empty_like(pts)
-    dt = 1.0 / max(float(fps), 1e-6)
+    t = np.arange(len(pts)) / max(float(fps), 1e-6) if times is None else np.asarray(times, np.float64)
     for i in range(len(pts)):
-        out[i] = f(pts[i], i * dt)
+        out[i] = f(pts[i], float(t[i]))
     return np.hypot(out[:, 0] - out[:, 2], out[:, 1] - out[:, 3])
 
 
@@ -554,7 +561,10 @@ SPEED_TOLERANCE = float(np.log(1.1))
 SPEED_SAMPLE_S = 120.0
 
 
-def speed_gains(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: float) -> tuple[float, float]:
+def speed_gains(
+    fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: float, times: np.ndarray | None = None,
+    accept: Callable[[np.ndarray], bool] | None = None,
+) -> tuple[float, float]:
     """The (fast, slow) gains :func:`match_speed` applies; (1, 1) where there is nothing to match."""
     mv = np.asarray(moving, bool)
     real = fit.speech_speed
@@ -567,7 +577,7 @@ def speed_gains(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: flo
     if n <= budget:
         sample = np.arange(n)
     else:
-        run = max(int(10 * fps), 2)
+        run = max(min(int(10 * fps), budget), 2)
         starts = np.linspace(0, n - run, max(budget // run, 1)).astype(np.int64)
         sample = np.unique((starts[:, None] + np.arange(run)[None, :]).ravel())
     mv_s = mv[sample]
@@ -586,12 +596,17 @@ def speed_gains(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: flo
             cost = 0.25 * off**2 + 1e-3 * (np.log(g_fast) ** 2 + np.log(g_slow) ** 2)
             if cost >= best_cost:
                 continue
-            op = tracked_opening(fit.shape, mean + g_slow * (slow[sample] - mean) + g_fast * fast[sample], fps)
+            op = tracked_opening(fit.shape, mean + g_slow * (slow[sample] - mean) + g_fast * fast[sample], fps,
+                                 None if times is None else np.asarray(times, np.float64)[sample])
             speed = float(np.mean(np.abs(op[pairs + 1] - op[pairs])))
             # Within SPEED_TOLERANCE of the speaker's speed counts as met: no gain for nothing.
             cost += max(abs(np.log(max(speed, 1e-9) / real)) - SPEED_TOLERANCE, 0.0) ** 2
-            if cost < best_cost:
-                best, best_cost = (float(g_fast), float(g_slow)), cost
+            if cost >= best_cost:
+                continue
+            if accept is not None and (g_fast, g_slow) != (1.0, 1.0) \
+                    and not accept(mean + g_slow * (slow - mean) + g_fast * fast):
+                continue
+            best, best_cost = (float(g_fast), float(g_slow)), cost
     return best
 
 
@@ -604,7 +619,10 @@ def _speed_split(codes: np.ndarray, moving: np.ndarray, fps: float) -> tuple[np.
     return codes[np.asarray(moving, bool)].mean(0), slow, codes - slow
 
 
-def match_speed(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: float) -> np.ndarray:
+def match_speed(
+    fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: float, times: np.ndarray | None = None,
+    accept: Callable[[np.ndarray], bool] | None = None,
+) -> np.ndarray:
     """Give the predicted codes the speaker's own speed of articulation over the ``moving`` frames
     (speech not at rest), keeping the opening's spread.
 
@@ -615,8 +633,9 @@ def match_speed(fit: SpeakerFit, codes: np.ndarray, moving: np.ndarray, fps: flo
     target's through the same filter (:func:`tracked_opening`). A speed within ``SPEED_TOLERANCE``
     of the speaker's is left as it is; otherwise the codes' fast and slow parts are scaled (gains
     searched on a grid, :func:`speed_gains`) so that the speed comes as close to that band as it can
-    with the opening's spread within ``SPREAD_TOLERANCE`` of its own."""
-    g_fast, g_slow = speed_gains(fit, codes, moving, fps)
+    with the opening's spread within ``SPREAD_TOLERANCE`` of its own, and (``accept``, given the
+    rescaled codes) whatever else the caller requires. ``times``: the frame-time table."""
+    g_fast, g_slow = speed_gains(fit, codes, moving, fps, times, accept)
     if g_fast == 1.0 and g_slow == 1.0:
         return codes
     mean, slow, fast = _speed_split(codes, moving, fps)
@@ -651,8 +670,24 @@ def target_codes(
     if not speed:
         return finish(codes)
     moving = signals.speech & (w[:, 0] == 0)
-    return (1 - w) * match_speed(fit, match_motion(codes, signals.speech, fit.speech_code_std), moving, fps) \
-        + w * fit.shape.rest[None, :]
+    base = match_motion(codes, signals.speech, fit.speech_code_std)
+
+    def rest(c: np.ndarray) -> np.ndarray:
+        return (1 - w) * c + w * fit.shape.rest[None, :]
+
+    accept = None
+    if fit.own_sync is not None:
+        # The articulation's ceiling holds through the speed: a faster mouth must not follow the
+        # loudness more than the real mouth did (plus the margin), unless it already did before.
+        def loudness_r(c: np.ndarray) -> float:
+            return float(sync_meter(fit.shape.code_opening(rest(c)), signals.energy_db, fps).r)
+
+        limit = max(fit.own_sync[0] + ARTICULATION_R_MARGIN, loudness_r(base))
+
+        def accept(c: np.ndarray) -> bool:
+            return not loudness_r(c) > limit
+
+    return rest(match_speed(fit, base, moving, signals.fps, signals.frame_times, accept))
 
 
 # How much more the articulation may follow the track's band energy than the speaker's real mouth

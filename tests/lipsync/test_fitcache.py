@@ -50,6 +50,7 @@ def test_a_kept_fit_renders_exactly_as_the_fresh_one(tmp_path: Path) -> None:
     kept = load_fit(key, track, N, directory=tmp_path / "fits")
     assert kept is not None and kept.model.kind == fresh.model.kind == "speaker+prior"
     assert kept.lag_frames == fresh.lag_frames and kept.own_sync == fresh.own_sync
+    assert fresh.speech_speed is not None and kept.speech_speed == fresh.speech_speed
     np.testing.assert_array_equal(kept.model.predict(signals.design), fresh.model.predict(signals.design))
     a, b = target_codes(fresh, signals, 25.0), target_codes(kept, signals, 25.0)
     np.testing.assert_array_equal(a, b)
