@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.pipeline.fit import SpeakerFit, TrackSignals, match_speed, speaking_speed, target_codes, tracked_opening
+from engine.pipeline.fit import (
+    SpeakerFit,
+    TrackSignals,
+    match_speed,
+    speaking_speed,
+    target_codes,
+    tracked_opening,
+)
 from tests.lipsync.synthface import face_landmarks
 from tests.lipsync.test_compose_synth import _speaker
 
