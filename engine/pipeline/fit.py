@@ -566,12 +566,36 @@ def speed_gains(
     accept: Callable[[np.ndarray], bool] | None = None,
 ) -> tuple[float, float]:
     """The (fast, slow) gains :func:`match_speed` applies; (1, 1) where there is nothing to match."""
+    return _speed_gains(fit, _SpeedSplit(codes, moving, fps), moving, fps, times, accept)
+
+
+class _SpeedSplit:
+    """Codes as their mean over the moving frames, a slow part (Gaussian running mean of
+    ``SPEED_SPLIT_S``) and a fast part (the rest), recombined with a gain on each."""
+
+    def __init__(self, codes: np.ndarray, moving: np.ndarray, fps: float) -> None:
+        from scipy.ndimage import gaussian_filter1d
+
+        c = np.asarray(codes, np.float64)
+        mv = np.asarray(moving, bool)
+        self.codes = c
+        self.slow = gaussian_filter1d(c, SPEED_SPLIT_S * fps, axis=0, mode="nearest")
+        self.fast = c - self.slow
+        self.mean = c[mv].mean(0) if mv.any() else c.mean(0)
+
+    def mix(self, g_fast: float, g_slow: float, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return self.mean + g_slow * (self.slow[rows] - self.mean) + g_fast * self.fast[rows]
+
+
+def _speed_gains(
+    fit: SpeakerFit, split: _SpeedSplit, moving: np.ndarray, fps: float, times: np.ndarray | None,
+    accept: Callable[[np.ndarray], bool] | None,
+) -> tuple[float, float]:
     mv = np.asarray(moving, bool)
     real = fit.speech_speed
     n = len(mv)
     if real is None or real <= 0 or int(np.sum(mv[1:] & mv[:-1])) < 10:
         return 1.0, 1.0
-    mean, slow, fast = _speed_split(codes, mv, fps)
     # The frames the speed is estimated on: the whole track, or runs of 10 s spread over it.
     budget = max(int(SPEED_SAMPLE_S * fps), 10)
     if n <= budget:
@@ -582,13 +606,14 @@ def speed_gains(
         sample = np.unique((starts[:, None] + np.arange(run)[None, :]).ravel())
     mv_s = mv[sample]
     pairs = np.flatnonzero(mv_s[1:] & mv_s[:-1] & (np.diff(sample) == 1))
-    aim_spread = float(np.std(fit.shape.code_opening(np.asarray(codes, np.float64)[mv])))
+    aim_spread = float(np.std(fit.shape.code_opening(split.codes[mv])))
     if len(pairs) < 10 or aim_spread <= 0:
         return 1.0, 1.0
+    sample_times = None if times is None else np.asarray(times, np.float64)[sample]
     best, best_cost = (1.0, 1.0), np.inf
     for g_fast in SPEED_GAINS:
         for g_slow in SPREAD_GAINS:
-            spread = float(np.std(fit.shape.code_opening(mean + g_slow * (slow[mv] - mean) + g_fast * fast[mv])))
+            spread = float(np.std(fit.shape.code_opening(split.mix(g_fast, g_slow, mv))))
             # The spread is cheap and bounded: the filter runs only for gains that keep it.
             off = abs(np.log(max(spread, 1e-9) / aim_spread))
             if off > SPREAD_TOLERANCE:
@@ -596,27 +621,16 @@ def speed_gains(
             cost = 0.25 * off**2 + 1e-3 * (np.log(g_fast) ** 2 + np.log(g_slow) ** 2)
             if cost >= best_cost:
                 continue
-            op = tracked_opening(fit.shape, mean + g_slow * (slow[sample] - mean) + g_fast * fast[sample], fps,
-                                 None if times is None else np.asarray(times, np.float64)[sample])
+            op = tracked_opening(fit.shape, split.mix(g_fast, g_slow, sample), fps, sample_times)
             speed = float(np.mean(np.abs(op[pairs + 1] - op[pairs])))
             # Within SPEED_TOLERANCE of the speaker's speed counts as met: no gain for nothing.
             cost += max(abs(np.log(max(speed, 1e-9) / real)) - SPEED_TOLERANCE, 0.0) ** 2
             if cost >= best_cost:
                 continue
-            if accept is not None and (g_fast, g_slow) != (1.0, 1.0) \
-                    and not accept(mean + g_slow * (slow - mean) + g_fast * fast):
+            if accept is not None and (g_fast, g_slow) != (1.0, 1.0) and not accept(split.mix(g_fast, g_slow)):
                 continue
             best, best_cost = (float(g_fast), float(g_slow)), cost
     return best
-
-
-def _speed_split(codes: np.ndarray, moving: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean over the moving frames, slow part, fast part) of the codes."""
-    from scipy.ndimage import gaussian_filter1d
-
-    codes = np.asarray(codes, np.float64)
-    slow = gaussian_filter1d(codes, SPEED_SPLIT_S * fps, axis=0, mode="nearest")
-    return codes[np.asarray(moving, bool)].mean(0), slow, codes - slow
 
 
 def match_speed(
@@ -632,14 +646,14 @@ def match_speed(
     (one-euro smoothed) opening: the speaker's from their footage (:func:`speaking_speed`), the
     target's through the same filter (:func:`tracked_opening`). A speed within ``SPEED_TOLERANCE``
     of the speaker's is left as it is; otherwise the codes' fast and slow parts are scaled (gains
-    searched on a grid, :func:`speed_gains`) so that the speed comes as close to that band as it can
-    with the opening's spread within ``SPREAD_TOLERANCE`` of its own, and (``accept``, given the
-    rescaled codes) whatever else the caller requires. ``times``: the frame-time table."""
-    g_fast, g_slow = speed_gains(fit, codes, moving, fps, times, accept)
+    searched on a grid) so that the speed comes as close to that band as it can with the opening's
+    spread within ``SPREAD_TOLERANCE`` of its own, and (``accept``, given the rescaled codes)
+    whatever else the caller requires. ``times``: the frame-time table."""
+    split = _SpeedSplit(codes, moving, fps)
+    g_fast, g_slow = _speed_gains(fit, split, moving, fps, times, accept)
     if g_fast == 1.0 and g_slow == 1.0:
         return codes
-    mean, slow, fast = _speed_split(codes, moving, fps)
-    return mean + g_slow * (slow - mean) + g_fast * fast
+    return split.mix(g_fast, g_slow)
 
 
 def target_codes(
@@ -661,9 +675,11 @@ def target_codes(
     codes = smooth_codes(codes, smooth_sigma_frames)
     w = rest_weights(signals.speech, fps)[:, None]
 
-    def finish(c: np.ndarray) -> np.ndarray:
-        c = match_motion(c, signals.speech, fit.speech_code_std)
+    def rest(c: np.ndarray) -> np.ndarray:
         return (1 - w) * c + w * fit.shape.rest[None, :]
+
+    def finish(c: np.ndarray) -> np.ndarray:
+        return rest(match_motion(c, signals.speech, fit.speech_code_std))
 
     if calibrate and fit.model.kind != "energy":
         codes = calibrate_articulation(fit, codes, signals, fps, finish, smooth_sigma_frames)
@@ -671,10 +687,6 @@ def target_codes(
         return finish(codes)
     moving = signals.speech & (w[:, 0] == 0)
     base = match_motion(codes, signals.speech, fit.speech_code_std)
-
-    def rest(c: np.ndarray) -> np.ndarray:
-        return (1 - w) * c + w * fit.shape.rest[None, :]
-
     accept = None
     if fit.own_sync is not None:
         # The articulation's ceiling holds through the speed: a faster mouth must not follow the

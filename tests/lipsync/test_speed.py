@@ -161,17 +161,22 @@ def _signals(n: int, energy: np.ndarray, speech: np.ndarray | None = None) -> Tr
     return TrackSignals(np.zeros((n, 4), np.float32), sp, energy, FPS, np.arange(n) / FPS)
 
 
+class _Predicting:
+    """A speaker model whose prediction is fixed: these codes, whatever the audio."""
+
+    kind = "speaker"
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self.codes = codes
+
+    def predict(self, x: np.ndarray, energy_z: np.ndarray | None = None) -> np.ndarray:
+        return self.codes[: len(x)]
+
+
 def test_a_sped_up_target_still_rests_exactly_in_silences() -> None:
     _, _, fit, _ = _speaker()
     wave = _codes(fit, _wave(1.0))
-
-    class Slow:
-        kind = "speaker"
-
-        def predict(self, x: np.ndarray, energy_z: np.ndarray | None = None) -> np.ndarray:
-            return wave[: len(x)]
-
-    fit.model = Slow()  # type: ignore[assignment]
+    fit.model = _Predicting(wave)  # type: ignore[assignment]
     fit.speech_speed = 3 * _speed(fit, wave)
     speech = np.ones(N, bool)
     speech[180:] = False
@@ -193,14 +198,7 @@ def test_speed_does_not_lift_the_mouth_over_the_loudness_ceiling() -> None:
     # it follow the loudness more and more.
     op = 0.12 + 0.06 * np.sin(2 * np.pi * 0.7 * t) + 0.012 * np.sin(2 * np.pi * 3.0 * t + 0.3)
     wave = _codes(fit, op)
-
-    class Slow:
-        kind = "speaker"
-
-        def predict(self, x: np.ndarray, energy_z: np.ndarray | None = None) -> np.ndarray:
-            return wave[: len(x)]
-
-    fit.model = Slow()  # type: ignore[assignment]
+    fit.model = _Predicting(wave)  # type: ignore[assignment]
     fit.speech_speed = 4 * _speed(fit, wave)
     sig = _signals(n, energy)
 
