@@ -45,6 +45,13 @@ MAX_POSE_GAP = 10.0
 POSE_GAP_WEIGHT = 0.1
 # A jump back by at most this many source frames is a swing, not a cut to other material (plan_path).
 BACK_STEP_FRAMES = 4
+# Weight of the lip gap in plan_path's matching cost, per squared standard deviation of the bank's
+# gaps (the code components weigh about 1 each per squared scale). The warp moves the lips but not
+# what shows between them: a source warped to a gap other than its own keeps its teeth and
+# shadows, and the mouth reads as its own gap, not the one asked for. At this weight the chosen
+# sources' gaps follow the targets' at r 0.994-0.998 on three clips' held-out parts (0.961-0.987
+# at weight 5), at the price of more jumps between source frames (15-16 a second instead of 7-9).
+OPENING_WEIGHT = 50.0
 # Elements of the (targets x bank x components) difference array plan_path builds at once.
 CANDIDATE_BLOCK = 4_000_000
 
@@ -364,15 +371,15 @@ def plan_path(
     hold_cost: float = 0.1,
     target_opening: np.ndarray | None = None,
     bank_opening: np.ndarray | None = None,
-    opening_weight: float = 5.0,
+    opening_weight: float = OPENING_WEIGHT,
     max_pose_gap: float = MAX_POSE_GAP,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
     frames, free to continue with the next source frame, paying ``jump_cost`` (one value, or one per
     target frame: the cost of arriving there by a jump) to jump elsewhere.
 
-    With ``target_opening``/``bank_opening`` the lip gap is matched explicitly as well: a source mouth
-    warped far from its own opening keeps its teeth and shadows and reads as the wrong opening."""
+    With ``target_opening``/``bank_opening`` the lip gap is matched explicitly as well, at
+    ``opening_weight`` (:data:`OPENING_WEIGHT`)."""
     n = len(target_codes)
     jumps = np.broadcast_to(np.asarray(jump_cost, np.float64), (n,))
     path = np.full(n, -1, np.int64)

@@ -275,6 +275,29 @@ def test_path_avoids_sources_turned_far_from_the_target() -> None:
     assert (pose[limited, 0] == 0).all()
 
 
+def test_path_matches_the_lip_gap_before_the_width() -> None:
+    # Two sources near the target: one of exactly the asked-for shape code but a lip gap a tenth of
+    # the bank's spread too wide, one of exactly the asked-for gap but half a scale too wide a mouth.
+    # The gap decides (the warp cannot change what shows between the lips); the rest of the bank is
+    # far off and only spreads the gaps.
+    far = 20
+    codes = np.zeros((far + 2, 4))
+    codes[:far] = 10.0
+    codes[far + 1, 1] = 0.5  # width
+    opening = np.r_[np.linspace(0.0, 1.0, far), 0.0, 0.0]
+    spread = float(np.std(opening))
+    opening[far] = 0.5 + 0.1 * spread
+    opening[far + 1] = 0.5
+    bank = synth.TextureBank(np.arange(far + 2) * 10, codes, np.zeros((far + 2, 3)), np.zeros((far + 2, 1, 2)),
+                             np.zeros((far + 2, 2), np.int64), np.zeros((far + 2, 1, 1, 3), np.uint8),
+                             np.zeros((0, 3), np.int32))
+    args = (np.zeros((1, 4)), np.zeros((1, 3)), np.ones(1, bool), bank, np.ones(4))
+    kw = {"target_opening": np.array([0.5]), "bank_opening": opening}
+    assert plan_path(*args, **kw)[0] == far + 1  # type: ignore[arg-type]
+    # Without the gap the code alone would choose the other.
+    assert plan_path(*args)[0] == far  # type: ignore[arg-type]
+
+
 def test_path_jumps_only_where_jumping_is_cheap() -> None:
     _, _, fit, _ = _speaker()
     rng = np.random.default_rng(2)
