@@ -507,16 +507,22 @@ def piecewise_affine_maps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap`` maps (map_x, map_y) that take each triangle of points ``dst`` to the same triangle
     of ``src``, for an output of ``out_shape`` (h, w). ``uncovered``: the 2x3 destination->source
-    affine for pixels no triangle covers (None: identity)."""
+    affine for pixels no triangle covers, turned-over triangles included (None: identity)."""
     h, w = out_shape
     labels = np.zeros((h, w), np.int32)
     # Affine per triangle mapping destination (x, y, 1) to source (x, y); index 0 is the uncovered one.
     mats = np.zeros((len(triangles) + 1, 2, 3), np.float64)
     mats[0] = uncovered if uncovered is not None else [[1, 0, 0], [0, 1, 0]]
     for ti, tri in enumerate(triangles):
-        d = dst[tri]
+        d, sp = dst[tri], src[tri]
         area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
-        if abs(area) < 1e-6:
+        area_src = (sp[1, 0] - sp[0, 0]) * (sp[2, 1] - sp[0, 1]) - (sp[2, 0] - sp[0, 0]) * (sp[1, 1] - sp[0, 1])
+        # A triangle whose corners come in the other order in dst is turned over: its affine is a
+        # mirror, and would paint a mirrored sliver of the source (a nostril, a lip corner) into the
+        # cheek. Its pixels are left to the neighbouring triangles or to ``uncovered``. (A source
+        # filmed with the head turned much less than the target's has a wide far cheek that must fit
+        # into a narrow one: the triangles along that side turn over.)
+        if abs(area) < 1e-6 or area * area_src <= 0:
             continue
         mats[ti + 1] = cv2.getAffineTransform(d.astype(np.float32), src[tri].astype(np.float32))
         cv2.fillConvexPoly(labels, np.round(d * 16).astype(np.int32), ti + 1, lineType=cv2.LINE_8, shift=4)

@@ -326,6 +326,20 @@ def test_warp_onto_own_points_reproduces_the_source() -> None:
     assert np.median(diff) <= 1
 
 
+def test_a_turned_over_triangle_paints_no_mirror_image() -> None:
+    # The same triangle with two corners swapped in the destination: its affine would be a mirror.
+    src = np.array([[0.0, 0.0], [40.0, 0.0], [20.0, 30.0]])
+    dst = src[[1, 0, 2]]
+    tri = np.array([[0, 1, 2]])
+    map_x, map_y = synth.piecewise_affine_maps(src, dst, tri, (40, 48))
+    # Left to the pixels no triangle covers (here the identity), not read from the mirrored side.
+    assert map_x[10, 10] == pytest.approx(10.0) and map_y[10, 10] == pytest.approx(10.0)
+    # A triangle that keeps its orientation is still mapped by its own affine.
+    moved = src + [4.0, 0.0]
+    map_x, _ = synth.piecewise_affine_maps(src, moved, tri, (40, 48))
+    assert map_x[10, 20] == pytest.approx(16.0, abs=0.01)
+
+
 def test_render_changes_the_mouth_and_passes_faceless_frames_through() -> None:
     lms, frames, fit, _track = _speaker()
     # Track absent on frames 20-29 (no face there) and flagged unusable on frame 35.
