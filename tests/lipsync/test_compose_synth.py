@@ -335,7 +335,7 @@ def test_a_turned_over_triangle_paints_no_mirror_image() -> None:
     # Left to the pixels no triangle covers (here the identity), not read from the mirrored side.
     assert map_x[10, 10] == pytest.approx(10.0) and map_y[10, 10] == pytest.approx(10.0)
     # A triangle that keeps its orientation is still mapped by its own affine.
-    moved = src + [4.0, 0.0]
+    moved = src + np.array([4.0, 0.0])
     map_x, _ = synth.piecewise_affine_maps(src, moved, tri, (40, 48))
     assert map_x[10, 20] == pytest.approx(16.0, abs=0.01)
 
