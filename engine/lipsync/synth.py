@@ -498,6 +498,11 @@ def warp_with_validity(
     return warped, (valid > 127).astype(np.float32)
 
 
+def _signed_area(t: np.ndarray) -> float:
+    """Twice the signed area of a triangle (3, 2): its sign is the order of its corners."""
+    return float((t[1, 0] - t[0, 0]) * (t[2, 1] - t[0, 1]) - (t[2, 0] - t[0, 0]) * (t[1, 1] - t[0, 1]))
+
+
 def piecewise_affine_maps(
     src: np.ndarray,
     dst: np.ndarray,
@@ -514,9 +519,8 @@ def piecewise_affine_maps(
     mats = np.zeros((len(triangles) + 1, 2, 3), np.float64)
     mats[0] = uncovered if uncovered is not None else [[1, 0, 0], [0, 1, 0]]
     for ti, tri in enumerate(triangles):
-        d, sp = dst[tri], src[tri]
-        area = (d[1, 0] - d[0, 0]) * (d[2, 1] - d[0, 1]) - (d[2, 0] - d[0, 0]) * (d[1, 1] - d[0, 1])
-        area_src = (sp[1, 0] - sp[0, 0]) * (sp[2, 1] - sp[0, 1]) - (sp[2, 0] - sp[0, 0]) * (sp[1, 1] - sp[0, 1])
+        d = dst[tri]
+        area, area_src = _signed_area(d), _signed_area(src[tri])
         # A triangle whose corners come in the other order in dst is turned over: its affine is a
         # mirror, and would paint a mirrored sliver of the source (a nostril, a lip corner) into the
         # cheek. Its pixels are left to the neighbouring triangles or to ``uncovered``. (A source

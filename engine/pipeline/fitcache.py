@@ -36,7 +36,8 @@ from engine.runtime.rowfile import FileRows
 log = logging.getLogger("lipdub.pipeline.fitcache")
 
 # Bumped whenever fitting produces something else from the same inputs (v2: the resting mouth is the
-# speaker's touching lips, engine.lipsync.shape.CLOSED_QUANTILE), so an older entry is a miss.
+# speaker's touching lips, engine.lipsync.shape.CLOSED_QUANTILE; v4: the speaker's speed of
+# articulation, SpeakerFit.speech_speed), so an older entry is a miss.
 FORMAT = "speaker-fit-v4"
 _TYPES: dict[str, type] = {c.__name__: c for c in (ShapeModel, SpeakerModel, Ridge, PriorModel)}
 
