@@ -31,7 +31,7 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,10 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import cpu_description, load_average
 
+if TYPE_CHECKING:
+    from engine.pipeline.evaluate import Clip
+
 SHIFTS = (-2, -1, 0, 1, 2)
 
 
-def independent_openings(clip: Any, frames: np.ndarray, real: np.ndarray) -> np.ndarray:
+def independent_openings(clip: Clip, frames: np.ndarray, real: np.ndarray) -> np.ndarray:
     """dlib's opening of the original mouth at ``frames`` (NaN where it finds no face), cached per
     clip file (name, size, modification time) and frame set."""
     from engine.media.reader import VideoReader
@@ -119,7 +122,8 @@ def evaluate(media: Path, names: list[str] | None, use_prior: bool = True,
             for k in SHIFTS:
                 # The target k frames later than each held-out frame (clipped at the clip's end).
                 later = np.clip(held + k, 0, n - 1)
-                op_k = np.array([mouth_opening(fit.shape.apply_to_frame(real[i], codes[j])) for i, j in zip(held, later, strict=True)])
+                op_k = np.array([mouth_opening(fit.shape.apply_to_frame(real[i], codes[j]))
+                                 for i, j in zip(held, later, strict=True)])
                 by_shift[k] = _corr(op_k, ind)
             extra = {"r_target_ind": by_shift[0], "shift": float(max(SHIFTS, key=lambda k: np.nan_to_num(by_shift[k], nan=-2)))}
         plain = target_codes(fit, clip.signals, clip.fps, calibrate=False)
