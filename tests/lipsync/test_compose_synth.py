@@ -15,7 +15,14 @@ from engine.lipsync.model import SpeakerModel
 from engine.lipsync.shape import fit_shape_model
 from engine.lipsync.synth import BankWriter, control_points, feather_px, plan_path, warp_to_box
 from engine.pipeline.fit import SpeakerFit, TrackSignals, target_codes
-from engine.pipeline.session import FrameComposer, FrameResult, plan_face
+from engine.pipeline.session import (
+    MAX_OPENING_STRETCH,
+    FrameComposer,
+    FrameResult,
+    plan_face,
+    within_bank,
+    within_bank_opening,
+)
 from engine.pipeline.tracks import FaceTrack
 from tests.lipsync.synthface import face_frame, face_landmarks
 
@@ -613,6 +620,33 @@ def test_plan_never_asks_the_warp_for_a_mouth_beyond_the_bank() -> None:
     assert asked <= 1.2 * filmed, f"asked for an opening of {asked:.3f}, the bank's widest is {filmed:.3f}"
     out = FrameComposer([plan])(0, frames[0])
     assert out.shape == frames[0].shape
+
+
+def test_plan_lets_the_warp_stretch_a_mouth_a_little_and_no_further() -> None:
+    _, _, fit, track = _speaker()
+    gap = fit.shape.code_opening
+    filmed = gap(fit.bank.codes).max()
+    widest = fit.bank.codes[np.argmax(gap(fit.bank.codes))]
+    rest = fit.shape.rest
+    # From the rest to three times as far as the widest filmed mouth along the same direction.
+    asks = rest + np.linspace(0.0, 3.0, N)[:, None] * (widest - rest)[None]
+    inside = within_bank(asks, fit.bank.codes)
+    # This fixture's mouths vary along one direction, so the bank's range alone keeps the gap
+    # within 2% of the widest: the limit is exercised below it.
+    stretch = 0.8
+    limit = stretch * filmed
+    small = gap(inside) <= limit
+    assert small.any() and (~small).any(), "the fixture must ask for both"
+    kept = within_bank_opening(asks, fit.shape, fit.bank.codes, stretch=stretch)
+    got = gap(kept)
+    assert got.max() <= limit * 1.001, f"asked the warp for {got.max() / filmed:.2f}x the widest filmed mouth"
+    assert got[~small].min() >= 0.97 * limit  # brought to the limit, not closed further
+    np.testing.assert_allclose(kept[small], inside[small])  # within the limit: as asked
+    assert np.all(kept >= fit.bank.codes.min(0) - 1e-9) and np.all(kept <= fit.bank.codes.max(0) + 1e-9)
+    # The plan applies it at MAX_OPENING_STRETCH.
+    plan = plan_face(track, fit, asks)
+    np.testing.assert_allclose(plan.codes, within_bank_opening(asks, fit.shape, fit.bank.codes))
+    assert gap(plan.codes).max() <= MAX_OPENING_STRETCH * filmed * 1.001
 
 
 def test_a_bank_on_disk_reads_back_the_crops_a_bank_in_memory_holds(tmp_path) -> None:
