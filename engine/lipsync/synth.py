@@ -52,6 +52,11 @@ BACK_STEP_FRAMES = 4
 # sources' gaps follow the targets' at r 0.994-0.998 on three clips' held-out parts (0.961-0.987
 # at weight 5), at the price of more jumps between source frames (15-16 a second instead of 7-9).
 OPENING_WEIGHT = 50.0
+# A second path (plan_path's ``avoid``) keeps this many source frames away from the first one's
+# source at every target frame, and pays AVOIDED_COST for a source nearer than that: a neighbouring
+# frame of the same take is nearly the same picture, and blending it in would average nothing.
+AVOID_FRAMES = 3
+AVOIDED_COST = 1e6
 # Elements of the (targets x bank x components) difference array plan_path builds at once.
 CANDIDATE_BLOCK = 4_000_000
 
@@ -373,13 +378,17 @@ def plan_path(
     bank_opening: np.ndarray | None = None,
     opening_weight: float = OPENING_WEIGHT,
     max_pose_gap: float = MAX_POSE_GAP,
+    avoid: np.ndarray | None = None,
+    avoid_frames: int = AVOID_FRAMES,
 ) -> np.ndarray:
     """Bank index per target frame (-1 where ``valid`` is False): Viterbi over the k nearest bank
     frames, free to continue with the next source frame, paying ``jump_cost`` (one value, or one per
     target frame: the cost of arriving there by a jump) to jump elsewhere.
 
     With ``target_opening``/``bank_opening`` the lip gap is matched explicitly as well, at
-    ``opening_weight`` (:data:`OPENING_WEIGHT`)."""
+    ``opening_weight`` (:data:`OPENING_WEIGHT`). ``avoid``: another path (bank index per target
+    frame, -1 for none); at each frame, sources within ``avoid_frames`` source frames of that path's
+    are left out (the second texture a frame blends in is other material, not a near copy)."""
     n = len(target_codes)
     jumps = np.broadcast_to(np.asarray(jump_cost, np.float64), (n,))
     path = np.full(n, -1, np.int64)
@@ -418,6 +427,10 @@ def plan_path(
             d += POSE_GAP_WEIGHT * (np.maximum(gap - max_pose_gap, 0.0) ** 2).sum(-1)
             if target_opening is not None and bank_opening is not None:
                 d += opening_weight * ((target_opening[rows, None] - bank_opening[None]) / spread) ** 2
+            if avoid is not None:
+                other = np.asarray(avoid, np.int64)[rows]
+                near = np.abs(bank.frames[None, :] - bank.frames[np.maximum(other, 0)][:, None]) <= avoid_frames
+                d[near & (other[:, None] >= 0)] += AVOIDED_COST
             c = np.argpartition(d, k - 1, axis=1)[:, :k]
             cand[b0 : b0 + len(rows)] = c
             unary[b0 : b0 + len(rows)] = np.take_along_axis(d, c, 1)

@@ -222,6 +222,7 @@ def test_composer_draws_the_lips_together_only_at_rest(monkeypatch: pytest.Monke
     closed = int(np.argmin(mouth_opening(lms)))
     plan = plan_face(track, fit, np.repeat(fit.shape.rest[None], N, 0))
     plan.path[:] = wide  # the only source near the pose is a wide open mouth
+    plan.second = None  # and no second texture to blend in
     plan.ok[:] = True
     seen: list[np.ndarray] = []
     real_warp = session.warp_with_validity
@@ -303,6 +304,59 @@ def test_path_matches_the_lip_gap_before_the_width() -> None:
     assert plan_path(*args, **kw)[0] == far + 1  # type: ignore[arg-type]
     # Without the gap the code alone would choose the other.
     assert plan_path(*args)[0] == far  # type: ignore[arg-type]
+
+
+def test_second_path_keeps_away_from_the_first_ones_sources() -> None:
+    _, _, fit, _ = _speaker()
+    target = fit.bank.codes[10:40]
+    args = (target, np.zeros((30, 3)), np.ones(30, bool), fit.bank, fit.shape.scale)
+    first = plan_path(*args)
+    second = plan_path(*args, avoid=first)
+    # Other material at every frame: never within AVOID_FRAMES source frames of the first's source.
+    assert (np.abs(fit.bank.frames[second] - fit.bank.frames[first]) > synth.AVOID_FRAMES).all()
+    # Still a path: it plays its material forward rather than jumping every frame.
+    assert (np.diff(second) == 1).mean() > 0.5
+    # Frames where the first path has nothing to avoid (-1) leave the second free to choose it.
+    none = np.full(30, -1)
+    assert np.array_equal(plan_path(*args, avoid=none), first)
+
+
+def test_plan_blends_a_second_texture_of_other_material() -> None:
+    _, frames, fit, track = _speaker()
+    plan = plan_face(track, fit, fit.bank.codes[::-1].copy())
+    assert plan.second is not None
+    both = plan.second >= 0
+    assert both.mean() > 0.9
+    assert (np.abs(fit.bank.frames[plan.second[both]] - fit.bank.frames[plan.path[both]]) > synth.AVOID_FRAMES).all()
+    assert plan_face(track, fit, fit.bank.codes[::-1].copy(), second=False).second is None
+    # The composed mouth is the two warped textures' blend: it differs from the first's alone inside
+    # the mask, and nothing outside the mask changes either way.
+    i = int(np.flatnonzero(both)[5])
+    one = dataclasses.replace(plan, second=None)
+    out_two, out_one = [], []
+    for p, out in ((plan, out_two), (one, out_one)):
+        details: list[FrameResult] = []
+        out.append(FrameComposer([p])(i, frames[i].copy(), details))
+        out.append(details[0].mask.full(*frames[i].shape[:2]))
+    alpha = out_two[1]
+    assert np.array_equal(alpha, out_one[1])  # the mask follows the first texture's validity only
+    assert np.array_equal(out_two[0][alpha == 0], frames[i][alpha == 0])
+    assert np.abs(out_two[0].astype(int) - out_one[0].astype(int))[alpha == 1].mean() > 0.5
+
+
+def test_blend_textures_averages_where_the_second_is_valid_and_not_elsewhere() -> None:
+    from engine.pipeline.session import blend_textures
+
+    first = np.full((40, 60, 3), 100, np.uint8)
+    second = np.full((40, 60, 3), 200, np.uint8)
+    valid = np.zeros((40, 60), np.float32)
+    valid[:, :30] = 1.0
+    out = blend_textures(first, second, valid, 0.5, feather=4.0)
+    assert (out[:, :20] == 150).all()  # well inside: half and half
+    assert (out[:, 30:] == 100).all()  # where the second texture is not its source's face: the first alone
+    edge = out[20, 20:30, 0].astype(int)
+    assert (np.diff(edge) <= 0).all() and edge[-1] < 150  # feathered towards the edge, no step
+    assert np.array_equal(blend_textures(first, second, np.zeros((40, 60)), 0.5, 4.0), first)
 
 
 def test_path_jumps_only_where_jumping_is_cheap() -> None:
