@@ -65,7 +65,7 @@ REST_JUMP_COST = 0.1
 # mouth is more (or less) open than asked. Two sources from different material, both warped onto
 # the target's landmarks, share the lip outline and average what shows between the lips, and their
 # reading errors partly cancel. On the three long clips' held-out parts dlib read the render's
-# opening against the real one at r 0.721 instead of 0.686, with less jitter (latentsync_demo3
+# opening against the real one at r 0.718 instead of 0.686, with less jitter (latentsync_demo3
 # 1.14 -> 1.02) and a higher mouth PSNR; see docs/quality.md, "Two textures".
 SECOND_WEIGHT = 0.5
 
