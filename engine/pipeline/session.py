@@ -137,9 +137,9 @@ def plan_face(track: FaceTrack, fit: SpeakerFit, codes: np.ndarray, second: bool
         other = plan_path(codes, pose, ok, fit.bank, fit.shape.scale, jump_cost=jump, target_opening=target_gap,
                           bank_opening=bank_gap, avoid=path)
         # A bank too small to hold other material gives the first path's own neighbourhood back:
-        # no second texture there.
+        # no second texture there. (Both paths are -1 on the same frames: those not ``ok``.)
         near = np.abs(fit.bank.frames[np.maximum(other, 0)] - fit.bank.frames[np.maximum(path, 0)]) <= AVOID_FRAMES
-        other[near | (path < 0)] = -1
+        other[near] = -1
     return FacePlan(track, fit, codes, path, ok & (path >= 0), resting=resting, second=other)
 
 
@@ -156,15 +156,19 @@ class FrameResult:
     target_landmarks: np.ndarray
 
 
+def soft_inside(inside: np.ndarray, feather: float) -> np.ndarray:
+    """1 inside the region ``inside`` (bool), falling to 0 at its edge over ``feather`` pixels."""
+    dist = cv2.distanceTransform(np.asarray(inside, np.uint8), cv2.DIST_L2, 3)
+    return np.clip(dist / max(feather, 1e-3), 0.0, 1.0)
+
+
 def trim_mask(mask: MaskROI, valid: np.ndarray, feather: float) -> MaskROI:
     """The mask without the pixels whose synthesized texture is not the source's face (``valid`` 0),
     with a feathered edge there too: those pixels keep the original frame."""
     bad = (valid <= 0) & (mask.alpha > 0)
     if not bool(bad.any()):
         return mask
-    inside = (~bad).astype(np.uint8)
-    soft = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(feather, 1e-3), 0.0, 1.0)
-    return MaskROI((mask.alpha * soft).astype(np.float32), mask.box)
+    return MaskROI((mask.alpha * soft_inside(~bad, feather)).astype(np.float32), mask.box)
 
 
 def blend_textures(first: np.ndarray, second: np.ndarray, second_valid: np.ndarray, weight: float,
@@ -172,11 +176,10 @@ def blend_textures(first: np.ndarray, second: np.ndarray, second_valid: np.ndarr
     """``first`` with ``second`` blended in at ``weight`` where the second's texture is its source's
     face (``second_valid`` 1), the weight feathered to nothing over ``feather`` pixels at the edge
     of that region: the first texture alone elsewhere, with no step between the two."""
-    inside = (np.asarray(second_valid) > 0).astype(np.uint8)
+    inside = np.asarray(second_valid) > 0
     if not inside.any():
         return first
-    soft = np.clip(cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(feather, 1e-3), 0.0, 1.0)
-    w = (weight * soft).astype(np.float32)[..., None]
+    w = (weight * soft_inside(inside, feather)).astype(np.float32)[..., None]
     out = first.astype(np.float32) * (1.0 - w) + second.astype(np.float32) * w
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
@@ -221,17 +224,17 @@ class FrameComposer:
         mask = build_mask(compose_polygons(own, target, feather_px(own)), (h, w), feather_px(own))
         if mask.empty:
             return frame
-        j = int(plan.path[index])
-        shape = target
-        if plan.resting is not None and plan.resting[index]:
-            shape = close_inner_lips(target, plan.fit.bank.landmarks[j])
-        synth, valid = warp_with_validity(plan.fit.bank, j, control_points(shape, own), mask.box)
+        resting = plan.resting is not None and bool(plan.resting[index])
+
+        def warp(j: int) -> tuple[np.ndarray, np.ndarray]:
+            # At rest a more open source has its lips drawn together in the warp.
+            shape = close_inner_lips(target, plan.fit.bank.landmarks[j]) if resting else target
+            return warp_with_validity(plan.fit.bank, j, control_points(shape, own), mask.box)
+
+        synth, valid = warp(int(plan.path[index]))
         j2 = int(plan.second[index]) if plan.second is not None and index < len(plan.second) else -1
         if j2 >= 0:
-            shape2 = target
-            if plan.resting is not None and plan.resting[index]:
-                shape2 = close_inner_lips(target, plan.fit.bank.landmarks[j2])
-            synth2, valid2 = warp_with_validity(plan.fit.bank, j2, control_points(shape2, own), mask.box)
+            synth2, valid2 = warp(j2)
             synth = blend_textures(synth, synth2, valid2, SECOND_WEIGHT, feather_px(own))
         mask = trim_mask(mask, valid, feather_px(own))
         if mask.empty:
