@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -511,9 +512,18 @@ def warp_with_validity(
     return warped, (valid > 127).astype(np.float32)
 
 
-def _signed_area(t: np.ndarray) -> float:
-    """Twice the signed area of a triangle (3, 2): its sign is the order of its corners."""
-    return float((t[1, 0] - t[0, 0]) * (t[2, 1] - t[0, 1]) - (t[2, 0] - t[0, 0]) * (t[1, 1] - t[0, 1]))
+def _signed_areas(corners: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle (n, 3, 2): its sign is the order of its corners."""
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return xs, ys
 
 
 def piecewise_affine_maps(
@@ -527,26 +537,31 @@ def piecewise_affine_maps(
     of ``src``, for an output of ``out_shape`` (h, w). ``uncovered``: the 2x3 destination->source
     affine for pixels no triangle covers, turned-over triangles included (None: identity)."""
     h, w = out_shape
-    labels = np.zeros((h, w), np.int32)
-    # Affine per triangle mapping destination (x, y, 1) to source (x, y); index 0 is the uncovered one.
-    mats = np.zeros((len(triangles) + 1, 2, 3), np.float64)
+    tri = np.asarray(triangles, np.int64)
+    d = np.asarray(dst, np.float64)[tri]
+    s = np.asarray(src, np.float64)[tri]
+    area, area_src = _signed_areas(d), _signed_areas(s)
+    # A triangle whose corners come in the other order in dst is turned over: its affine is a
+    # mirror, and would paint a mirrored sliver of the source (a nostril, a lip corner) into the
+    # cheek. Its pixels are left to the neighbouring triangles or to ``uncovered``. (A source
+    # filmed with the head turned much less than the target's has a wide far cheek that must fit
+    # into a narrow one: the triangles along that side turn over.)
+    keep = (np.abs(area) >= 1e-6) & (area * area_src > 0)
+    # Affine per triangle mapping destination (x, y, 1) to source (x, y); index 0 is the uncovered one:
+    # M @ D = S with D the (3, 3) destination corners in homogeneous columns, solved for all at once.
+    mats = np.zeros((len(tri) + 1, 2, 3), np.float64)
     mats[0] = uncovered if uncovered is not None else [[1, 0, 0], [0, 1, 0]]
-    for ti, tri in enumerate(triangles):
-        d = dst[tri]
-        area, area_src = _signed_area(d), _signed_area(src[tri])
-        # A triangle whose corners come in the other order in dst is turned over: its affine is a
-        # mirror, and would paint a mirrored sliver of the source (a nostril, a lip corner) into the
-        # cheek. Its pixels are left to the neighbouring triangles or to ``uncovered``. (A source
-        # filmed with the head turned much less than the target's has a wide far cheek that must fit
-        # into a narrow one: the triangles along that side turn over.)
-        if abs(area) < 1e-6 or area * area_src <= 0:
-            continue
-        mats[ti + 1] = cv2.getAffineTransform(d.astype(np.float32), src[tri].astype(np.float32))
-        cv2.fillConvexPoly(labels, np.round(d * 16).astype(np.int32), ti + 1, lineType=cv2.LINE_8, shift=4)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    m = mats[labels].astype(np.float32)
-    map_x = m[..., 0, 0] * xs + m[..., 0, 1] * ys + m[..., 0, 2]
-    map_y = m[..., 1, 0] * xs + m[..., 1, 1] * ys + m[..., 1, 2]
+    if keep.any():
+        dk = np.concatenate([d[keep], np.ones((int(keep.sum()), 3, 1))], axis=2)  # (k, 3, 3) rows (x, y, 1)
+        mats[1:][keep] = np.linalg.solve(dk, s[keep]).transpose(0, 2, 1)
+    labels = np.zeros((h, w), np.int32)
+    corners = np.round(d * 16).astype(np.int32)
+    for ti in np.flatnonzero(keep):
+        cv2.fillConvexPoly(labels, corners[ti], int(ti) + 1, lineType=cv2.LINE_8, shift=4)
+    xs, ys = _pixel_grid(h, w)
+    m = mats.astype(np.float32).reshape(-1, 6)[labels]
+    map_x = m[..., 0] * xs + m[..., 1] * ys + m[..., 2]
+    map_y = m[..., 3] * xs + m[..., 4] * ys + m[..., 5]
     return map_x, map_y
 
 

@@ -401,6 +401,27 @@ def test_a_turned_over_triangle_paints_no_mirror_image() -> None:
     assert map_x[10, 20] == pytest.approx(16.0, abs=0.01)
 
 
+
+def test_every_triangle_of_a_mesh_follows_its_own_affine() -> None:
+    from scipy.spatial import Delaunay
+
+    rng = np.random.default_rng(3)
+    src = np.concatenate([rng.uniform(5, 75, (30, 2)), [[0, 0], [80, 0], [0, 60], [80, 60]]])
+    tri = Delaunay(src).simplices
+    # A smooth, orientation-keeping distortion: every triangle keeps its corner order.
+    dst = src + np.stack([2 + 0.05 * src[:, 1], -1 + 0.03 * src[:, 0]], axis=1)
+    map_x, map_y = synth.piecewise_affine_maps(src, dst, tri, (62, 84))
+    # The map takes each destination pixel back where the inverse of the distortion puts it:
+    # the distortion is affine as a whole, so every triangle's own affine is that same inverse.
+    a = np.array([[1.0, 0.05], [0.03, 1.0]])
+    ys, xs = np.mgrid[4:58, 6:80]
+    inside = np.stack([xs, ys], axis=-1).astype(float)
+    back = (inside - [2.0, -1.0]) @ np.linalg.inv(a).T
+    covered = (back[..., 0] > 0.5) & (back[..., 0] < 79.5) & (back[..., 1] > 0.5) & (back[..., 1] < 59.5)
+    assert covered.mean() > 0.8
+    assert np.abs(map_x[4:58, 6:80] - back[..., 0])[covered].max() < 1e-3
+    assert np.abs(map_y[4:58, 6:80] - back[..., 1])[covered].max() < 1e-3
+
 def test_render_changes_the_mouth_and_passes_faceless_frames_through() -> None:
     lms, frames, fit, _track = _speaker()
     # Track absent on frames 20-29 (no face there) and flagged unusable on frame 35.
