@@ -36,7 +36,7 @@ from engine.pipeline.fit import (
     target_codes,
     track_signals,
 )
-from engine.pipeline.session import FrameResult, plan_face, render_frames
+from engine.pipeline.session import FacePlan, FrameResult, plan_face, render_frames
 from engine.pipeline.tracks import FaceTrack, tracks_from_analysis
 from engine.runtime.jobs import CancelToken, ProgressFn, check_cancel
 
@@ -267,6 +267,7 @@ class Measured:
     open_original: np.ndarray
     open_render: np.ndarray
     measure_s: float = 0.0  # time spent in the independent landmarker (not rendering)
+    plan: FacePlan | None = None  # the render plan the frames came from
 
 
 def _render_and_measure(
@@ -304,7 +305,7 @@ def _render_and_measure(
     render_frames(clip.path, [plan], lambda i, f: None, start, stop, cancel=cancel, on_frame=on_frame)
     if side is not None:
         side.close()
-    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r, spent[0])
+    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r, spent[0], plan)
 
 
 def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
@@ -385,6 +386,17 @@ def resting_level(opening: np.ndarray, speech: np.ndarray) -> float:
     return float(np.median(pool[pool <= np.quantile(pool, 0.2)]))
 
 
+def closure_level(op_real: np.ndarray, speech: np.ndarray) -> float:
+    """The opening at or below which a mouth counts as closed (rest in silences, closures in speech).
+    Measured on the real footage, not taken from the model: the speaker's mouth in their own pauses
+    (:func:`resting_level`), with a tolerance of a quarter of their speech range (10th-90th
+    percentile)."""
+    op = np.asarray(op_real, np.float64)
+    speech_ops = op[np.asarray(speech, bool) & np.isfinite(op)]
+    span = float(np.percentile(speech_ops, 90) - np.percentile(speech_ops, 10)) if speech_ops.size else 0.0
+    return resting_level(op, speech) + 0.25 * span
+
+
 def _closures_per_s(opening: np.ndarray, speech: np.ndarray, level: float, fps: float) -> float:
     op = np.where(speech, opening, np.nan)
     closed = op <= level
@@ -408,11 +420,7 @@ def dub_measures(op_render: np.ndarray, op_real: np.ndarray, own: TrackSignals, 
     spd_r = np.abs(np.diff(op_render))[sp_dub[1:]]
     spd_o = np.abs(np.diff(op_real))[sp_real[1:]]
     speed_ratio = np.nanmean(spd_r) / np.nanmean(spd_o) if len(spd_r) and len(spd_o) else np.nan
-    # Resting level: measured on the real footage, not taken from the model: the speaker's mouth in
-    # their own pauses (the closest fifth of it), with a tolerance of a quarter of their speech range.
-    speech_ops = op_real[sp_real]
-    span = float(np.nanpercentile(speech_ops, 90) - np.nanpercentile(speech_ops, 10)) if speech_ops.size else 0.0
-    rest_level = resting_level(op_real, own.speech) + 0.25 * span
+    rest_level = closure_level(op_real, own.speech)
     close_r = _closures_per_s(op_render, dub.speech, rest_level, fps)
     close_o = _closures_per_s(op_real, own.speech, rest_level, fps)
     sil = _silence_runs(dub.speech, fps) & np.isfinite(op_render) & face
@@ -426,7 +434,10 @@ def dub_measures(op_render: np.ndarray, op_real: np.ndarray, own: TrackSignals, 
 
 
 def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
-           net: NetChoice | None = None, independent: IndependentLandmarker | None = None) -> dict[str, Any]:
+           net: NetChoice | None = None, independent: IndependentLandmarker | None = None,
+           trace: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Render the clip with a dub and measure it (QUALITY.md section 2). ``trace``: filled with the
+    per-frame openings behind the measures (:func:`dub_trace`)."""
     n = clip.n
     fit = fit_speaker(clip.path, clip.track, clip.signals, clip.speaking, prior=prior,
                       bank_path=out_dir / f".{clip.name}_bank_dub.npy", cancel=cancel)
@@ -458,6 +469,8 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
     op_render = np.where(_valid_rows(rendered), mouth_opening(np.nan_to_num(rendered)), np.nan)
     op_real = np.where(_valid_rows(real), mouth_opening(np.nan_to_num(real)), np.nan)
     row = {"dub": dub_path.stem, **dub_measures(op_render, op_real, clip.signals, dub, clip.fps, ok_face)}
+    if trace is not None and m.plan is not None:
+        trace.update(dub_trace(m.plan, op_render, op_real, clip.signals.speech, dub.speech, clip.fps, ok_face))
     if independent is not None:
         ind = dub_measures(m.open_render, m.open_original, clip.signals, dub, clip.fps, ok_face)
         row.update({f"{k}_ind": v for k, v in ind.items()})
@@ -468,6 +481,36 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
         "jitter_dub": jitter(rendered[both]) / jitter(real[both]) if both.sum() > 3 else np.nan,
     })
     return row
+
+
+def dub_trace(plan: FacePlan, op_render: np.ndarray, op_real: np.ndarray, own_speech: np.ndarray,
+              dub_speech: np.ndarray, fps: float, face: np.ndarray) -> dict[str, Any]:
+    """Per frame of a dubbed render: the opening asked for (``target``: the plan's codes on the frame's
+    own landmarks), the mesh's reading of the render and of the original, and of the two source frames
+    the texture came from (``first``, ``second``: their own landmarks, NaN where none); the dub's
+    speech, its silences as the rest measure counts them, and the closure level."""
+    n = len(op_render)
+    target = np.full(n, np.nan)
+    for i in np.flatnonzero(plan.ok[:n]):
+        own = plan.track.landmarks_at(int(i))
+        if own is not None:
+            target[i] = float(mouth_opening(plan.fit.shape.apply_to_frame(own, plan.codes[i])))
+    bank_open = mouth_opening(np.asarray(plan.fit.bank.landmarks))
+
+    def sources(path: np.ndarray | None) -> np.ndarray:
+        out = np.full(n, np.nan)
+        if path is None:
+            return out
+        p = np.asarray(path[:n], np.int64)
+        out[: len(p)] = np.where(p >= 0, bank_open[np.maximum(p, 0)], np.nan)
+        return out
+
+    return {
+        "target": target, "render": np.asarray(op_render, np.float64), "original": np.asarray(op_real, np.float64),
+        "first": sources(plan.path), "second": sources(plan.second), "speech": np.asarray(dub_speech, bool),
+        "silence": _silence_runs(dub_speech, fps) & np.asarray(face, bool),
+        "level": closure_level(op_real, own_speech), "fps": fps,
+    }
 
 
 def list_clips(media: Path, names: list[str] | None = None) -> list[Path]:

@@ -758,3 +758,25 @@ def test_a_bank_on_disk_reads_back_the_crops_a_bank_in_memory_holds(tmp_path) ->
     (tmp_path / "short.npy").write_bytes(data[: len(data) - 10])
     with pytest.raises(OSError, match=r"short\.npy"):
         synth.CropFile(tmp_path / "short.npy")[N - 1]
+
+
+def test_dub_trace_reports_the_targets_and_the_sources_readings() -> None:
+    from engine.pipeline.evaluate import closure_level, dub_trace
+
+    lms, _, fit, track = _speaker()
+    codes = fit.bank.codes[::-1].copy()
+    plan = plan_face(track, fit, codes)
+    real = mouth_opening(lms)
+    render = real + 0.01
+    speech = np.ones(N, bool)
+    speech[10:25] = False  # one silence of 0.6 s at 25 fps
+    tr = dub_trace(plan, render, real, np.ones(N, bool), speech, 25.0, np.ones(N, bool))
+    i = 30
+    asked = mouth_opening(fit.shape.apply_to_frame(lms[i], plan.codes[i]))
+    assert tr["target"][i] == pytest.approx(float(asked))
+    assert tr["first"][i] == pytest.approx(float(mouth_opening(fit.bank.landmarks[plan.path[i]])))
+    has_second = plan.second is not None and plan.second[i] >= 0
+    assert np.isfinite(tr["second"][i]) == has_second
+    assert tr["silence"][10:25].all() and not tr["silence"][25:].any()
+    assert tr["level"] == pytest.approx(closure_level(real, np.ones(N, bool)))
+    np.testing.assert_array_equal(tr["render"], render)
