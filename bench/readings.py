@@ -116,7 +116,7 @@ def main() -> int:
         print(f"no clips: {args.media / 'video'} is not a folder", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    rows = run(args.media, [c for c in args.clips.split(",") if c] or None)
+    rows = run(args.media, [Path(c).stem for c in args.clips.split(",") if c] or None)
     print(f"machine: {cpu_description()}; load {load_average()}")
     print("| clip | level | leak | closed | src (2nd) | read | close T / R | rest T / src / R |")
     print("|---|---|---|---|---|---|---|---|")

@@ -537,7 +537,7 @@ def piecewise_affine_maps(
     of ``src``, for an output of ``out_shape`` (h, w). ``uncovered``: the 2x3 destination->source
     affine for pixels no triangle covers, turned-over triangles included (None: identity)."""
     h, w = out_shape
-    tri = np.asarray(triangles, np.int64)
+    tri = np.asarray(triangles, np.int64).reshape(-1, 3)
     d = np.asarray(dst, np.float64)[tri]
     s = np.asarray(src, np.float64)[tri]
     area, area_src = _signed_areas(d), _signed_areas(s)

@@ -408,19 +408,35 @@ def test_every_triangle_of_a_mesh_follows_its_own_affine() -> None:
     rng = np.random.default_rng(3)
     src = np.concatenate([rng.uniform(5, 75, (30, 2)), [[0, 0], [80, 0], [0, 60], [80, 60]]])
     tri = Delaunay(src).simplices
-    # A smooth, orientation-keeping distortion: every triangle keeps its corner order.
-    dst = src + np.stack([2 + 0.05 * src[:, 1], -1 + 0.03 * src[:, 0]], axis=1)
-    map_x, map_y = synth.piecewise_affine_maps(src, dst, tri, (62, 84))
-    # The map takes each destination pixel back where the inverse of the distortion puts it:
-    # the distortion is affine as a whole, so every triangle's own affine is that same inverse.
-    a = np.array([[1.0, 0.05], [0.03, 1.0]])
-    ys, xs = np.mgrid[4:58, 6:80]
-    inside = np.stack([xs, ys], axis=-1).astype(float)
-    back = (inside - [2.0, -1.0]) @ np.linalg.inv(a).T
-    covered = (back[..., 0] > 0.5) & (back[..., 0] < 79.5) & (back[..., 1] > 0.5) & (back[..., 1] < 59.5)
-    assert covered.mean() > 0.8
-    assert np.abs(map_x[4:58, 6:80] - back[..., 0])[covered].max() < 1e-3
-    assert np.abs(map_y[4:58, 6:80] - back[..., 1])[covered].max() < 1e-3
+    # A smooth distortion that is not affine: every triangle gets an affine of its own, and all keep
+    # their corner order. Its last triangle is added again, turned over: it must paint nothing.
+    dst = src + np.stack([2 + 0.004 * src[:, 0] ** 2, -1 + 0.003 * src[:, 0] * src[:, 1] / 10], axis=1)
+    # One more triangle, drawn last over the middle of the mesh, mirrored between src and dst.
+    over_src = np.array([[30.0, 20.0], [50.0, 20.0], [40.0, 40.0]])
+    over_dst = over_src[:, ::-1] + [10.0, -5.0]  # x and y swapped: the corner order turns over
+    pts_src, pts_dst = np.concatenate([src, over_src]), np.concatenate([dst, over_dst])
+    mesh = np.concatenate([tri, [[len(src), len(src) + 1, len(src) + 2]]])
+    map_x, map_y = synth.piecewise_affine_maps(pts_src, pts_dst, mesh, (70, 110))
+    checked = 0
+    for t in tri:
+        d, sv = dst[t].astype(np.float32), src[t].astype(np.float32)
+        m = cv2.getAffineTransform(d, sv)
+        # Pixels well inside the triangle (away from the edges a neighbour may claim).
+        x0, y0 = np.floor(d.min(0)).astype(int)
+        x1, y1 = np.ceil(d.max(0)).astype(int)
+        for y in range(max(y0, 0), min(y1 + 1, 70)):
+            for x in range(max(x0, 0), min(x1 + 1, 110)):
+                if cv2.pointPolygonTest(d.reshape(-1, 1, 2), (float(x), float(y)), True) < 1.5:
+                    continue
+                want = m @ np.array([x, y, 1.0])
+                assert map_x[y, x] == pytest.approx(want[0], abs=1e-3)
+                assert map_y[y, x] == pytest.approx(want[1], abs=1e-3)
+                checked += 1
+    assert checked > 500
+    # No triangles at all: every pixel is uncovered (here the identity).
+    map_x, map_y = synth.piecewise_affine_maps(src, dst, [], (4, 5))
+    assert map_x[2, 3] == 3.0 and map_y[2, 3] == 2.0
+
 
 def test_render_changes_the_mouth_and_passes_faceless_frames_through() -> None:
     lms, frames, fit, _track = _speaker()
