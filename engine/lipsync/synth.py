@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -518,12 +517,19 @@ def _signed_areas(corners: np.ndarray) -> np.ndarray:
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
 
 
-@lru_cache(maxsize=8)
+_GRID: list[np.ndarray] = []  # [xs, ys] of the largest grid asked for so far (read-only)
+
+
 def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    ys.flags.writeable = False
-    xs.flags.writeable = False
-    return xs, ys
+    """Pixel x and y coordinates (h, w) float32, as read-only views of one grid kept for every call
+    (the mask's box changes size from frame to frame)."""
+    if not _GRID or _GRID[0].shape[0] < h or _GRID[0].shape[1] < w:
+        gh, gw = max(h, _GRID[0].shape[0] if _GRID else 0), max(w, _GRID[0].shape[1] if _GRID else 0)
+        ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        xs.flags.writeable = False
+        ys.flags.writeable = False
+        _GRID[:] = [xs, ys]
+    return _GRID[0][:h, :w], _GRID[1][:h, :w]
 
 
 def piecewise_affine_maps(
