@@ -517,19 +517,22 @@ def _signed_areas(corners: np.ndarray) -> np.ndarray:
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
 
 
-_GRID: list[np.ndarray] = []  # [xs, ys] of the largest grid asked for so far (read-only)
+_GRID: list[tuple[np.ndarray, np.ndarray]] = []  # (xs, ys) of the largest grid asked for so far
 
 
 def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel x and y coordinates (h, w) float32, as read-only views of one grid kept for every call
-    (the mask's box changes size from frame to frame)."""
-    if not _GRID or _GRID[0].shape[0] < h or _GRID[0].shape[1] < w:
-        gh, gw = max(h, _GRID[0].shape[0] if _GRID else 0), max(w, _GRID[0].shape[1] if _GRID else 0)
+    (the mask's box changes size from frame to frame). Each call reads and returns one grid of its
+    own, so renders on several threads never mix two."""
+    grid = _GRID[0] if _GRID else None
+    if grid is None or grid[0].shape[0] < h or grid[0].shape[1] < w:
+        gh, gw = max(h, grid[0].shape[0] if grid else 0), max(w, grid[0].shape[1] if grid else 0)
         ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
         xs.flags.writeable = False
         ys.flags.writeable = False
-        _GRID[:] = [xs, ys]
-    return _GRID[0][:h, :w], _GRID[1][:h, :w]
+        grid = (xs, ys)
+        _GRID[:] = [grid]
+    return grid[0][:h, :w], grid[1][:h, :w]
 
 
 def piecewise_affine_maps(
