@@ -77,30 +77,17 @@ def evaluate(media: Path, names: list[str] | None, use_prior: bool = True,
     from engine.lipsync.metrics import sync_meter
     from engine.pipeline.evaluate import (
         TRAIN_FRACTION,
-        LeaveOneOutLibrary,
         _corr,
         _valid_rows,
-        library_entry,
         list_clips,
-        load_clip,
+        load_library,
     )
     from engine.pipeline.fit import fit_motion, target_codes
 
-    clips = {}
-    entries = []
-    for path in list_clips(media):
-        clip = load_clip(path)
-        if clip is None:
-            continue
-        entry = library_entry(clip)
-        if entry is not None:
-            entries.append(entry)
-        clips[clip.name] = clip
-    library = LeaveOneOutLibrary(entries)
+    loaded, library = load_library(media, list_clips(media, names))
     rows: list[dict[str, float | str]] = []
-    for name, clip in clips.items():
-        if names and name not in names:
-            continue
+    for clip in loaded.values():
+        name = clip.name
         prior = library.prior_for(name) if use_prior else None
         n = clip.n
         split = round(n * TRAIN_FRACTION)

@@ -72,33 +72,16 @@ def summarise(name: str, trace: dict[str, Any], own_speech: np.ndarray) -> dict[
 
 
 def run(media: Path, names: list[str] | None) -> list[dict[str, Any]]:
-    from engine.pipeline.evaluate import (
-        LeaveOneOutLibrary,
-        dub_for,
-        dubbed,
-        library_entry,
-        list_clips,
-        list_dubs,
-        load_clip,
-    )
+    from engine.pipeline.evaluate import dub_for, dubbed, list_clips, list_dubs, load_library
 
     all_clips = list_clips(media)
     dubs = list_dubs(media)
-    clips, entries = {}, []
-    for path in all_clips:
-        clip = load_clip(path)
-        if clip is None:
-            continue
-        entry = library_entry(clip)
-        if entry is not None:
-            entries.append(entry)
-        clips[path] = clip
-    library = LeaveOneOutLibrary(entries)
+    clips, library = load_library(media, list_clips(media, names))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path, clip in clips.items():
             dub = dub_for(path, all_clips, dubs)
-            if dub is None or (names and clip.name not in names):
+            if dub is None:
                 continue
             trace: dict[str, Any] = {}
             dubbed(clip, dub, library.prior_for(clip.name), Path(tmp), None, trace=trace)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,7 @@ class Measured:
     open_render: np.ndarray
     measure_s: float = 0.0  # time spent in the independent landmarker (not rendering)
     plan: FacePlan | None = None  # the render plan the frames came from
+    open_target: np.ndarray | None = None  # opening of the target landmarks each frame was composed to
 
 
 def _render_and_measure(
@@ -281,11 +283,13 @@ def _render_and_measure(
     re = Reanalyser(clip.fps, clip.size)
     ok_face, real_lm, _ = clip.track.dense(clip.n)
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
-    open_o, open_r = np.full(clip.n, np.nan), np.full(clip.n, np.nan)
+    open_o, open_r, open_t = np.full(clip.n, np.nan), np.full(clip.n, np.nan), np.full(clip.n, np.nan)
     spent = [0.0]
 
     def on_frame(i: int, original: np.ndarray, result: np.ndarray, details: list[FrameResult]) -> None:
         stats.add(original, result, details, real_lm[i])
+        if details:
+            open_t[i] = float(mouth_opening(details[0].target_landmarks))
         re.add(i, float(clip.frame_times[i]), result)
         if independent is not None and ok_face[i]:
             t0 = time.monotonic()
@@ -305,7 +309,7 @@ def _render_and_measure(
     render_frames(clip.path, [plan], lambda i, f: None, start, stop, cancel=cancel, on_frame=on_frame)
     if side is not None:
         side.close()
-    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r, spent[0], plan)
+    return Measured(re.landmarks(clip.n), stats, pairs, open_o, open_r, spent[0], plan, open_t)
 
 
 def self_reconstruction(clip: Clip, prior: PriorModel | None, out_dir: Path, cancel: CancelToken | None,
@@ -469,8 +473,9 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
     op_render = np.where(_valid_rows(rendered), mouth_opening(np.nan_to_num(rendered)), np.nan)
     op_real = np.where(_valid_rows(real), mouth_opening(np.nan_to_num(real)), np.nan)
     row = {"dub": dub_path.stem, **dub_measures(op_render, op_real, clip.signals, dub, clip.fps, ok_face)}
-    if trace is not None and m.plan is not None:
-        trace.update(dub_trace(m.plan, op_render, op_real, clip.signals.speech, dub.speech, clip.fps, ok_face))
+    if trace is not None and m.plan is not None and m.open_target is not None:
+        trace.update(dub_trace(m.plan, m.open_target, op_render, op_real, clip.signals.speech, dub.speech,
+                               clip.fps, ok_face))
     if independent is not None:
         ind = dub_measures(m.open_render, m.open_original, clip.signals, dub, clip.fps, ok_face)
         row.update({f"{k}_ind": v for k, v in ind.items()})
@@ -483,18 +488,14 @@ def dubbed(clip: Clip, dub_path: Path, prior: PriorModel | None, out_dir: Path, 
     return row
 
 
-def dub_trace(plan: FacePlan, op_render: np.ndarray, op_real: np.ndarray, own_speech: np.ndarray,
-              dub_speech: np.ndarray, fps: float, face: np.ndarray) -> dict[str, Any]:
-    """Per frame of a dubbed render: the opening asked for (``target``: the plan's codes on the frame's
-    own landmarks), the mesh's reading of the render and of the original, and of the two source frames
-    the texture came from (``first``, ``second``: their own landmarks, NaN where none); the dub's
-    speech, its silences as the rest measure counts them, and the closure level."""
+def dub_trace(plan: FacePlan, op_target: np.ndarray, op_render: np.ndarray, op_real: np.ndarray,
+              own_speech: np.ndarray, dub_speech: np.ndarray, fps: float, face: np.ndarray) -> dict[str, Any]:
+    """Per frame of a dubbed render: the opening asked for (``op_target``: of the target landmarks the
+    frame was composed to, ``Measured.open_target``), the mesh's reading of the render and of the
+    original, and of the two source frames the texture came from (``first``, ``second``: their own
+    landmarks, NaN where none); the dub's speech, its silences as the rest measure counts them, and
+    the closure level."""
     n = len(op_render)
-    target = np.full(n, np.nan)
-    for i in np.flatnonzero(plan.ok[:n]):
-        own = plan.track.landmarks_at(int(i))
-        if own is not None:
-            target[i] = float(mouth_opening(plan.fit.shape.apply_to_frame(own, plan.codes[i])))
     bank_open = mouth_opening(np.asarray(plan.fit.bank.landmarks))
 
     def sources(path: np.ndarray | None) -> np.ndarray:
@@ -506,7 +507,7 @@ def dub_trace(plan: FacePlan, op_render: np.ndarray, op_real: np.ndarray, own_sp
         return out
 
     return {
-        "target": target, "render": np.asarray(op_render, np.float64), "original": np.asarray(op_real, np.float64),
+        "target": np.asarray(op_target, np.float64), "render": np.asarray(op_render, np.float64), "original": np.asarray(op_real, np.float64),
         "first": sources(plan.path), "second": sources(plan.second), "speech": np.asarray(dub_speech, bool),
         "silence": _silence_runs(dub_speech, fps) & np.asarray(face, bool),
         "level": closure_level(op_real, own_speech), "fps": fps,
@@ -588,6 +589,28 @@ class LeaveOneOutLibrary:
         return self._prior_without({name}, lags)
 
 
+def load_library(media: Path, keep: Collection[Path] | None = None, cancel: CancelToken | None = None,
+                 say: Any = None) -> tuple[dict[Path, Clip], LeaveOneOutLibrary]:
+    """Analyse every clip of ``media`` (cached) and build the leave-one-out speaker library from all
+    of them. Returns the clips in ``keep`` (all when None) by path, and the library; the others'
+    analyses are not kept."""
+    loaded: dict[Path, Clip] = {}
+    entries = []
+    for path in list_clips(media):
+        check_cancel(cancel)
+        if say is not None:
+            say(f"analysing {path.name}")
+        clip = load_clip(path, cancel=cancel)
+        if clip is None:
+            continue
+        entry = library_entry(clip)
+        if entry is not None:
+            entries.append(entry)
+        if keep is None or path in keep:
+            loaded[path] = clip
+    return loaded, LeaveOneOutLibrary(entries)
+
+
 def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progress: ProgressFn | None = None,
              cancel: CancelToken | None = None, say: Any = print, engine: str = "retrieval",
              device: str = "auto", independent: bool = True) -> list[dict[str, Any]]:
@@ -606,23 +629,10 @@ def run_eval(media: Path, out_dir: Path, names: list[str] | None = None, progres
     all_clips = list_clips(media)
     chosen = list_clips(media, names)
     dubs = list_dubs(media)
-    loaded: dict[str, Clip] = {}
-    entries = []
-    for path in all_clips:
-        check_cancel(cancel)
-        say(f"analysing {path.name}")
-        clip = load_clip(path, cancel=cancel)
-        if clip is None:
-            continue
-        entry = library_entry(clip)
-        if entry is not None:
-            entries.append(entry)
-        if path in chosen:
-            loaded[path.stem] = clip
-    library = LeaveOneOutLibrary(entries)
+    loaded, library = load_library(media, chosen, cancel, say)
     rows = []
     for path in chosen:
-        clip = loaded.get(path.stem)
+        clip = loaded.get(path)
         if clip is None:
             continue
         say(f"evaluating {path.name}")

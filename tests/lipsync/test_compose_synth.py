@@ -779,15 +779,20 @@ def test_a_bank_on_disk_reads_back_the_crops_a_bank_in_memory_holds(tmp_path) ->
 def test_dub_trace_reports_the_targets_and_the_sources_readings() -> None:
     from engine.pipeline.evaluate import closure_level, dub_trace
 
-    lms, _, fit, track = _speaker()
+    lms, frames, fit, track = _speaker()
     codes = fit.bank.codes[::-1].copy()
     plan = plan_face(track, fit, codes)
     real = mouth_opening(lms)
     render = real + 0.01
     speech = np.ones(N, bool)
     speech[10:25] = False  # one silence of 0.6 s at 25 fps
-    tr = dub_trace(plan, render, real, np.ones(N, bool), speech, 25.0, np.ones(N, bool))
     i = 30
+    # The target opening as the eval collects it: from the landmarks the frame was composed to.
+    details: list[FrameResult] = []
+    FrameComposer([plan])(i, frames[i].copy(), details)
+    op_target = np.full(N, np.nan)
+    op_target[i] = float(mouth_opening(details[0].target_landmarks))
+    tr = dub_trace(plan, op_target, render, real, np.ones(N, bool), speech, 25.0, np.ones(N, bool))
     asked = mouth_opening(fit.shape.apply_to_frame(lms[i], plan.codes[i]))
     assert tr["target"][i] == pytest.approx(float(asked))
     assert tr["first"][i] == pytest.approx(float(mouth_opening(fit.bank.landmarks[plan.path[i]])))
